@@ -1,0 +1,78 @@
+"""NumPy references: the spec and test oracle of every kernel in ``cpp/`` and ``numba_cpu.py``.
+
+All kernels share one calling convention: arrays in, caller-allocated ``out`` written,
+nothing returned. Activations are float32 C-contiguous. A weight matrix is its raw GGUF
+bytes, ``w`` uint8 ``(N, row_bytes)``, with its ``qtype`` and its column count ``K``.
+``threads`` is accepted everywhere and ignored here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgegen.constants import GGMLType, RopeStyle
+from edgegen.kernels.quants import dequantize
+
+
+def matmul_ref(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """out[t, n] = sum_k W[n, k] * x[t, k] with W = dequantize(w); x (T, K), out (T, N)."""
+    W = dequantize(w, qtype, K).astype(np.float64)
+    out[...] = (x.astype(np.float64) @ W.T).astype(np.float32)
+
+
+def get_rows_ref(w: np.ndarray, qtype: GGMLType, K: int, ids: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """out[t] = dequantize(w[ids[t]]): embedding lookup; ids int32 (T,), out (T, K)."""
+    out[...] = dequantize(w[ids], qtype, K)
+
+
+def rmsnorm_ref(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray, threads: int = 1) -> None:
+    """out = x / sqrt(mean(x^2) + eps) * weight, per row of x (T, D); weight (D,)."""
+    x64 = x.astype(np.float64)
+    inv = 1.0 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + eps)
+    out[...] = (x64 * inv * weight).astype(np.float32)
+
+
+def rope_ref(x: np.ndarray, positions: np.ndarray, n_rot: int, theta: float, style: RopeStyle, threads: int = 1) -> None:
+    """Rotate x (T, H, Dh) in place by position; the first ``n_rot`` dims of each head rotate.
+
+    Pair i (0 <= i < n_rot/2) turns by angle pos * theta**(-2i/n_rot). NORMAL pairs dims
+    (2i, 2i+1); NEOX pairs dims (i, i + n_rot/2).
+    """
+    half = n_rot // 2
+    freqs = theta ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)
+    ang = positions.astype(np.float64)[:, None] * freqs[None, :]          # (T, half)
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]           # (T, 1, half)
+    x64 = x.astype(np.float64)
+    if style == RopeStyle.NORMAL:
+        a, b = x64[..., 0:n_rot:2], x64[..., 1:n_rot:2]
+        x[..., 0:n_rot:2] = a * cos - b * sin
+        x[..., 1:n_rot:2] = a * sin + b * cos
+    else:
+        a, b = x64[..., :half], x64[..., half:n_rot]
+        x[..., :half] = a * cos - b * sin
+        x[..., half:n_rot] = a * sin + b * cos
+
+
+def attention_ref(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int, scale: float,
+                  out: np.ndarray, threads: int = 1) -> None:
+    """Causal attention of T new queries over a KV cache, grouped-query.
+
+    q (T, Hq, Dh); k_cache, v_cache (Hkv, C, Dh) with Hq % Hkv == 0; out (T, Hq, Dh).
+    Query t sits at position pos0 + t and sees cache rows 0 .. pos0 + t inclusive;
+    query head h reads KV head h // (Hq // Hkv).
+    """
+    T, Hq, _ = q.shape
+    group = Hq // k_cache.shape[0]
+    for t in range(T):
+        n = pos0 + t + 1
+        for h in range(Hq):
+            k = k_cache[h // group, :n].astype(np.float64)
+            v = v_cache[h // group, :n].astype(np.float64)
+            s = (k @ q[t, h].astype(np.float64)) * scale
+            p = np.exp(s - s.max())
+            out[t, h] = (p @ v / p.sum()).astype(np.float32)
+
+
+def swiglu_ref(gate: np.ndarray, up: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """out = silu(gate) * up, elementwise over (T, F)."""
+    g = gate.astype(np.float64)
+    out[...] = (g / (1.0 + np.exp(-g)) * up).astype(np.float32)
