@@ -1,2 +1,33 @@
-"""edgegen: run generative models fast on the device in front of you, offline."""
+"""edgegen: run generative models fast on the device in front of you, offline.
+
+    import edgegen
+    model = edgegen.load("model.gguf", threads=2)
+    for tok in model.generate("Once upon a time", max_tokens=32):
+        print(tok.text, end="", flush=True)
+
+Importing edgegen loads no deep-learning framework (no torch, transformers or onnx).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+from edgegen.errors import (ContextLengthError, ConversionError, EdgegenError, MissingDependencyError,
+                            ModelFileError, TokenizerError, UnsupportedModelError, UsageError)
+
 __version__ = "0.1.0"
+__all__ = ["load", "EdgegenError", "ModelFileError", "UnsupportedModelError", "TokenizerError",
+           "ContextLengthError", "ConversionError", "MissingDependencyError", "UsageError"]
+
+
+def load(path: str | os.PathLike, backend: str = "native", **options):
+    """Load a model for generation. ``backend``: "native" (edgegen's kernels).
+
+    Native options: ``threads`` (default: all cores), ``kernels`` ("cpp", "numba" or "ref"),
+    ``n_ctx`` (KV cache size; default the model's context, at most 4096).
+    """
+    from edgegen.backends import BACKENDS
+    if backend not in BACKENDS:
+        raise UsageError(f"backend: expected one of {', '.join(BACKENDS)}, found '{backend}'")
+    module_name, class_name = BACKENDS[backend]
+    return getattr(importlib.import_module(module_name), class_name)(path, **options)

@@ -27,7 +27,7 @@ def row_bytes(qtype: GGMLType, cols: int) -> int:
     return cols // values * nbytes
 
 
-class Arch(str, enum.Enum):
+class Arch(enum.StrEnum):
     LLAMA = "llama"
     QWEN2 = "qwen2"
 
@@ -37,7 +37,7 @@ class RopeStyle(enum.IntEnum):
     NEOX = 2    # rotate halves (x[i], x[i + d/2]); qwen2
 
 
-class Key(str, enum.Enum):
+class Key(enum.StrEnum):
     """GGUF metadata keys; ``{arch}`` is filled with the architecture name."""
     ARCHITECTURE = "general.architecture"
     NAME = "general.name"

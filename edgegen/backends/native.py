@@ -1,0 +1,96 @@
+"""The native backend: GGUF weights memory-mapped, forward pass on edgegen's own kernels."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edgegen.errors import ContextLengthError, UsageError
+from edgegen.generate import Timing, Token, generate_tokens
+from edgegen.gguf_file import GGUFFile
+from edgegen.kernels import load_kernels
+from edgegen.kv_cache import KVCache
+from edgegen.models import llama
+from edgegen.sampling import SamplingParams
+from edgegen.tokenizer import Tokenizer
+
+DEFAULT_MAX_CONTEXT = 4096  # cap on the KV cache when the caller does not choose n_ctx
+
+
+class NativeSession:
+    """One conversation's state: its own KV cache. Not shared between threads."""
+
+    def __init__(self, model: "NativeModel"):
+        c = model.config
+        self._model = model
+        self.n_ctx = model.n_ctx
+        self.cache = KVCache(c.n_layers, c.n_kv_heads, model.n_ctx, c.head_dim)
+
+    @property
+    def n_past(self) -> int:
+        return self.cache.length
+
+    def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
+        ids = self._model.check_ids(tokens)
+        if self.n_past + len(ids) > self.n_ctx:
+            raise ContextLengthError(f"{len(ids)} tokens after {self.n_past} exceed the context of {self.n_ctx}")
+        m = self._model
+        logits = llama.forward(m.config, m.weights, m.kernels, self.cache, ids, self.n_past, m.threads, all_logits)
+        return logits if all_logits else logits[0]
+
+
+class NativeModel:
+    backend = "native"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, kernels: str = "cpp",
+                 n_ctx: int | None = None):
+        self.file = GGUFFile.open(path)
+        self.config = llama.LlamaConfig.from_gguf(self.file)
+        self.weights = llama.Weights.from_gguf(self.file, self.config)
+        self.tokenizer = Tokenizer.from_metadata(self.file.metadata, source=self.file.path.name)
+        self.kernels = load_kernels(kernels)
+        self.threads = _threads(threads)
+        if n_ctx is not None and not 1 <= n_ctx <= self.config.context_length:
+            raise UsageError(f"n_ctx must be between 1 and the model's context length {self.config.context_length}, found {n_ctx}")
+        self.n_ctx = n_ctx or min(self.config.context_length, DEFAULT_MAX_CONTEXT)
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    def check_ids(self, tokens: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        bad = ids[(ids < 0) | (ids >= self.config.vocab_size)]
+        if bad.size:
+            raise UsageError(f"token id {int(bad[0])} is outside the vocabulary 0..{self.config.vocab_size - 1}")
+        return ids.astype(np.int32)
+
+    def new_session(self) -> NativeSession:
+        return NativeSession(self)
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Full forward of ``ids`` from an empty context: (len(ids), vocab) float32."""
+        if len(ids) > self.n_ctx:
+            raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
+        return self.new_session().eval(ids, all_logits=True)
+
+    def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 timings: list[Timing] | None = None, ignore_eos: bool = False) -> Iterator[Token]:
+        """Stream tokens for ``prompt`` (text, or token ids used as given)."""
+        if max_tokens < 0:
+            raise UsageError(f"max_tokens must be >= 0, found {max_tokens}")
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+        rng = np.random.default_rng(seed)
+        return generate_tokens(self.new_session(), self.tokenizer, ids, max_tokens, params, rng, timings, ignore_eos)
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    if threads < 1:
+        raise UsageError(f"threads must be >= 1, found {threads}")
+    return threads

@@ -1,0 +1,114 @@
+"""Open a GGUF file: validated metadata and memory-mapped tensors, used in place (never copied).
+
+gguf-py's ``GGUFReader`` parses the container; this module turns its many failure modes
+into one typed ``ModelFileError`` that names the file, and checks what the reader does
+not (magic, truncation, tensor types, shapes).
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgegen.constants import SUPPORTED_TYPES, GGMLType, block_geometry, row_bytes
+from edgegen.errors import ModelFileError, UnsupportedModelError
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """One weight as stored in the file: ``data`` is uint8 (rows, row_bytes), a view of the mmap."""
+    name: str
+    qtype: GGMLType
+    rows: int
+    cols: int
+    data: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def to_float32(self) -> np.ndarray:
+        """Dequantized copy (rows, cols): for small tensors (norms, biases) and tests only."""
+        from edgegen.kernels.quants import dequantize
+        return dequantize(self.data, self.qtype, self.cols)
+
+
+@dataclass(frozen=True)
+class GGUFFile:
+    path: Path
+    metadata: dict[str, Any]
+    tensors: dict[str, QTensor]
+    file_size: int
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "GGUFFile":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file")
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != GGUF_MAGIC:
+            raise ModelFileError(f"{path}: not a GGUF file: expected magic {GGUF_MAGIC!r}, found {magic!r}")
+        reader = _read(path)
+        from edgegen.gguf_meta import metadata_from_reader
+        metadata = metadata_from_reader(reader)
+        tensors = {t.name: _tensor(path, t, size) for t in reader.tensors}
+        return cls(path=path, metadata=metadata, tensors=tensors, file_size=size)
+
+    def require(self, key: str) -> Any:
+        """A metadata value that must be present."""
+        if key not in self.metadata:
+            raise ModelFileError(f"{self.path.name}: missing metadata key '{key}'")
+        return self.metadata[key]
+
+    def tensor(self, name: str, shape: tuple[int, ...]) -> QTensor:
+        """A tensor that must exist with the given (rows, cols) shape; 1-D tensors use (1, n)."""
+        t = self.tensors.get(name)
+        if t is None:
+            raise ModelFileError(f"{self.path.name}: missing tensor '{name}'")
+        if t.shape != tuple(shape):
+            raise ModelFileError(f"{self.path.name}: tensor '{name}' has shape {t.shape}, expected {tuple(shape)}")
+        return t
+
+
+def _read(path: Path):
+    from gguf import GGUFReader
+    try:
+        return GGUFReader(path, "r")
+    except (ValueError, KeyError, IndexError, OverflowError, struct.error, UnicodeDecodeError, TypeError) as e:
+        raise ModelFileError(f"{path}: malformed or truncated GGUF file ({type(e).__name__}: {e})") from None
+
+
+def _tensor(path: Path, t, file_size: int) -> QTensor:
+    try:
+        qtype = GGMLType(int(t.tensor_type))
+    except ValueError:
+        raise UnsupportedModelError(f"{path.name}: tensor '{t.name}' has unknown tensor type id {int(t.tensor_type)}") from None
+    if qtype not in SUPPORTED_TYPES:
+        names = ", ".join(sorted(q.name for q in SUPPORTED_TYPES))
+        raise UnsupportedModelError(f"{path.name}: tensor '{t.name}' has type {qtype.name}; edgegen runs {names}")
+    dims = [int(d) for d in t.shape]  # ggml order: dims[0] is the row length
+    if len(dims) > 2 and any(d != 1 for d in dims[2:]):
+        raise UnsupportedModelError(f"{path.name}: tensor '{t.name}' has {len(dims)} dimensions {dims}; expected at most 2")
+    cols = dims[0]
+    rows = dims[1] if len(dims) > 1 else 1
+    values, _ = block_geometry(qtype)
+    if cols % values:
+        raise ModelFileError(f"{path.name}: tensor '{t.name}' rows of {cols} values are not whole {qtype.name} blocks of {values}")
+    nbytes = rows * row_bytes(qtype, cols)
+    if t.data_offset + nbytes > file_size:
+        raise ModelFileError(f"{path.name}: tensor '{t.name}' needs bytes {t.data_offset}..{t.data_offset + nbytes} "
+                             f"but the file has {file_size}: truncated")
+    data = np.asarray(t.data).view(np.uint8).reshape(rows, row_bytes(qtype, cols))
+    return QTensor(name=t.name, qtype=qtype, rows=rows, cols=cols, data=data)

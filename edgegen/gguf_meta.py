@@ -1,0 +1,144 @@
+"""GGUF metadata as plain Python values: one dict from key to str / int / float / bool / list.
+
+Two ways to get it: ``metadata_from_reader`` converts the fields of a ``gguf.GGUFReader`` you
+already have; ``read_metadata`` parses just the header of a file, without gguf-py, and is much
+faster on big vocabularies (gguf-py builds a NumPy array per string: ~3.5 s for GPT-2's 100k
+token and merge strings, against ~0.1 s here). Both give the same dict.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+
+import numpy as np
+from gguf import GGUF_MAGIC, GGUFValueType
+
+from edgegen.errors import ModelFileError
+
+if TYPE_CHECKING:
+    import gguf
+
+__all__ = ["metadata_from_reader", "read_metadata"]
+
+SUPPORTED_VERSIONS = (2, 3)
+_BYTE_ORDER_PROBE = 0xFFFF  # a version whose low 16 bits are 0 was written in the other byte order
+
+# Fixed-size value types: (struct code, NumPy dtype).
+_SCALARS: dict[GGUFValueType, tuple[str, str]] = {
+    GGUFValueType.UINT8: ("B", "u1"), GGUFValueType.INT8: ("b", "i1"),
+    GGUFValueType.UINT16: ("H", "u2"), GGUFValueType.INT16: ("h", "i2"),
+    GGUFValueType.UINT32: ("I", "u4"), GGUFValueType.INT32: ("i", "i4"),
+    GGUFValueType.UINT64: ("Q", "u8"), GGUFValueType.INT64: ("q", "i8"),
+    GGUFValueType.FLOAT32: ("f", "f4"), GGUFValueType.FLOAT64: ("d", "f8"),
+    GGUFValueType.BOOL: ("?", "?"),
+}
+
+
+def metadata_from_reader(reader: "gguf.GGUFReader", source: str = "GGUF file") -> dict[str, Any]:
+    """Every field of ``reader`` as a Python value, keyed by its GGUF name.
+
+    Strings are decoded as UTF-8, arrays become lists (of str, int, float or bool), scalars become
+    Python scalars. The reader's own header fields (``GGUF.version``, ``GGUF.tensor_count``,
+    ``GGUF.kv_count``) are included as ints. ``source`` names the file in error messages.
+    """
+    meta: dict[str, Any] = {}
+    for name, field in reader.fields.items():
+        try:
+            meta[name] = field.contents()
+        except UnicodeDecodeError as e:
+            raise ModelFileError(f"{source}: metadata field '{name}' holds a string that is not valid UTF-8 "
+                                 f"(byte {e.start}: {e.reason})") from None
+    return meta
+
+
+class _Cursor:
+    """Reads GGUF values front to back from a file, in chunks; every read is bounds-checked."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, f: BinaryIO, size: int, source: str):
+        self.f, self.size, self.source = f, size, source
+        self.order = "<"
+        self.buf, self.pos, self.offset = b"", 0, 0  # offset: file position of buf[pos]
+        self.key = "header"  # the key being read, for error messages
+
+    def fail(self, what: str) -> ModelFileError:
+        return ModelFileError(f"{self.source}: metadata '{self.key}' at byte {self.offset}: {what}")
+
+    def take(self, n: int) -> bytes:
+        if self.offset + n > self.size:
+            raise self.fail(f"needs {n} bytes but the file ends at byte {self.size} (truncated?)")
+        if self.pos + n > len(self.buf):
+            self.buf = self.buf[self.pos:] + self.f.read(max(n, self.CHUNK))
+            self.pos = 0
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        self.offset += n
+        return data
+
+    def scalar(self, vtype: GGUFValueType) -> Any:
+        code = self.order + _SCALARS[vtype][0]
+        return struct.unpack(code, self.take(struct.calcsize(code)))[0]
+
+    def string(self) -> str:
+        raw = self.take(self.scalar(GGUFValueType.UINT64))
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self.fail(f"string is not valid UTF-8 (byte {e.start}: {e.reason})") from None
+
+    def value_type(self) -> GGUFValueType:
+        raw = self.scalar(GGUFValueType.UINT32)
+        try:
+            return GGUFValueType(raw)
+        except ValueError:
+            raise self.fail(f"unknown value type {raw}") from None
+
+    def value(self, vtype: GGUFValueType) -> Any:
+        if vtype == GGUFValueType.STRING:
+            return self.string()
+        if vtype == GGUFValueType.ARRAY:
+            return self.array()
+        return self.scalar(vtype)
+
+    def array(self) -> list:
+        item_type = self.value_type()
+        count = self.scalar(GGUFValueType.UINT64)
+        if item_type in _SCALARS:
+            dtype = np.dtype(_SCALARS[item_type][1]).newbyteorder(self.order)
+            return np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype).tolist()
+        read: Callable[[], Any] = self.string if item_type == GGUFValueType.STRING else self.array
+        return [read() for _ in range(count)]
+
+
+def read_metadata(path: str | os.PathLike, source: str | None = None) -> dict[str, Any]:
+    """The metadata of the GGUF file at ``path`` (tensors are not read), as ``metadata_from_reader``
+    gives it. Raises ModelFileError naming ``source`` (default: the file name) when malformed."""
+    source = source or os.path.basename(os.fspath(path))
+    try:
+        with open(path, "rb") as f:
+            return _parse(_Cursor(f, os.fstat(f.fileno()).st_size, source))
+    except OSError as e:
+        raise ModelFileError(f"{source}: cannot read GGUF file ({e.strerror or e})") from None
+
+
+def _parse(cur: _Cursor) -> dict[str, Any]:
+    magic = cur.scalar(GGUFValueType.UINT32)
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(f"{cur.source}: not a GGUF file: expected magic {GGUF_MAGIC:#010x}, found {magic:#010x}")
+    version = cur.scalar(GGUFValueType.UINT32)
+    if version & _BYTE_ORDER_PROBE == 0:
+        cur.order = ">"
+        version = struct.unpack(">I", struct.pack("<I", version))[0]
+    if version not in SUPPORTED_VERSIONS:
+        raise ModelFileError(f"{cur.source}: GGUF version {version}; supported: {SUPPORTED_VERSIONS}")
+    meta: dict[str, Any] = {"GGUF.version": version}
+    meta["GGUF.tensor_count"] = cur.scalar(GGUFValueType.UINT64)
+    meta["GGUF.kv_count"] = kv_count = cur.scalar(GGUFValueType.UINT64)
+    for _ in range(kv_count):
+        cur.key = "key"
+        key = cur.string()
+        cur.key = key
+        meta[key] = cur.value(cur.value_type())
+    return meta

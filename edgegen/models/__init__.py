@@ -1,0 +1,1 @@
+"""Model families. One file per family; ``FAMILIES`` maps a GGUF architecture to its module."""

@@ -1,0 +1,26 @@
+// Row normalisation, rotary position embedding and the SwiGLU gate: elementwise-ish kernels
+// over float32 C-contiguous activations.
+#pragma once
+
+#include <cstdint>
+
+namespace edgegen {
+
+// Rotary styles (edgegen.constants.RopeStyle).
+enum RopeStyleId : int {
+    kRopeNormal = 0,  // rotate adjacent pairs (x[2i], x[2i+1])
+    kRopeNeox = 2,    // rotate halves (x[i], x[i + n_rot/2])
+};
+
+// out = x / sqrt(mean(x^2) + eps) * weight per row; x, out (T, D), weight (D,). out may be x.
+void rmsnorm(const float* x, const float* weight, double eps, float* out, int64_t T, int64_t D, int threads);
+
+// Rotates the first n_rot dims of every head of x (T, H, Dh) in place; pair i turns by
+// positions[t] * theta^(-2i/n_rot). n_rot even, <= Dh.
+void rope(float* x, const int32_t* positions, int64_t T, int64_t H, int64_t Dh, int64_t n_rot,
+          double theta, int style, int threads);
+
+// out = silu(gate) * up elementwise over n values; out may be gate or up.
+void swiglu(const float* gate, const float* up, float* out, int64_t n, int threads);
+
+}  // namespace edgegen

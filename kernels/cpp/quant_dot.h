@@ -1,0 +1,19 @@
+// Matrix products and row lookups directly on GGUF weight bytes (no dequantized copy).
+// Weights w: N rows of fmt.row_bytes(K) bytes each, row-major, K a whole number of blocks.
+#pragma once
+
+#include <cstdint>
+
+#include "quant_formats.h"
+
+namespace edgegen {
+
+// out[t, n] = sum_k W[n, k] * x[t, k];  x (T, K) float32, out (T, N) float32, all C-contiguous.
+void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
+            const float* x, int64_t T, float* out, int threads);
+
+// out[t] = W[ids[t]];  ids (T,) each in [0, N) (checked by the caller), out (T, K).
+void get_rows(const QuantFormat& fmt, const uint8_t* w, int64_t K,
+              const int32_t* ids, int64_t T, float* out, int threads);
+
+}  // namespace edgegen

@@ -1,0 +1,127 @@
+"""Whole-model parity: edgegen's native engine against transformers (PyTorch) on tiny random models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgegen
+from edgegen.gguf_file import GGUFFile
+from edgegen.kernels.quants import dequantize
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time"
+
+
+def hf_model(hf_dir):
+    m = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
+    return m.eval()
+
+
+def hf_logits(model, ids) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def hf_greedy(model, ids, n) -> list[int]:
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+    return out[0, len(ids):].tolist()
+
+
+def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation (halves -> interleaved pairs)."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def load_dequantized_into(model, gguf_path) -> None:
+    """Replace the HF model's weights with the GGUF file's (dequantized) ones: the reference for quantized files."""
+    f = GGUFFile.open(gguf_path)
+    cfg = model.config
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    per_layer = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+                 "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+                 "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+                 "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
+                 "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
+                 "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+    for i in range(cfg.num_hidden_layers):
+        for hf, gg in per_layer.items():
+            names[f"model.layers.{i}.{hf}"] = f"blk.{i}.{gg}"
+    arch = f.metadata["general.architecture"]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            gg = names[name]
+            if gg == "output.weight" and gg not in f.tensors:
+                gg = "token_embd.weight"
+            t = f.tensors[gg]
+            w = dequantize(t.data, t.qtype, t.cols).reshape(p.shape)
+            if arch == "llama" and gg.endswith(("attn_q.weight", "attn_k.weight")):
+                heads = cfg.num_attention_heads if "attn_q" in gg else cfg.num_key_value_heads
+                w = unpermute(w, heads)
+            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("arch,tokenizer", [("llama", "bpe"), ("llama", "spm"), ("qwen2", "bpe")])
+@pytest.mark.parametrize("kernels", ["cpp", "numba", "ref"])
+def test_f32_logits_match_transformers(tiny_hf, tiny_gguf, arch, tokenizer, kernels):
+    model = edgegen.load(tiny_gguf(arch, "f32", tokenizer), threads=2, kernels=kernels)
+    ids = model.tokenizer.encode(PROMPT)
+    ref = hf_logits(hf_model(tiny_hf(arch, tokenizer)), ids)
+    ours = model.logits(ids)
+    assert ours.shape == (len(ids), model.config.vocab_size) and ours.dtype == np.float32
+    assert rel_err(ours, ref) < 1e-4
+
+
+def test_tied_embeddings_match_transformers(tiny_hf, tiny_gguf):
+    model = edgegen.load(tiny_gguf("llama", "f32", tied=True), threads=2)
+    assert model.config.tied_embeddings
+    ids = model.tokenizer.encode(PROMPT)
+    assert rel_err(model.logits(ids), hf_logits(hf_model(tiny_hf("llama", "bpe", True)), ids)) < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_f16_logits_close_to_transformers(tiny_hf, tiny_gguf, arch):
+    model = edgegen.load(tiny_gguf(arch, "f16"), threads=2)
+    ids = model.tokenizer.encode(PROMPT)
+    assert rel_err(model.logits(ids), hf_logits(hf_model(tiny_hf(arch)), ids)) < 1e-2
+
+
+@pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_0", "q4_k_m"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_quantized_logits_match_dequantized_reference(tiny_hf, tiny_gguf, arch, quant):
+    path = tiny_gguf(arch, quant)
+    model = edgegen.load(path, threads=2)
+    ids = model.tokenizer.encode(PROMPT)
+    ref_model = hf_model(tiny_hf(arch))
+    load_dequantized_into(ref_model, path)
+    assert rel_err(model.logits(ids), hf_logits(ref_model, ids)) < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("kernels", ["cpp", "numba"])
+def test_prefill_then_decode_equals_full_forward(tiny_gguf, arch, kernels):
+    model = edgegen.load(tiny_gguf(arch, "q8_0"), threads=2, kernels=kernels)
+    ids = model.tokenizer.encode(PROMPT)
+    full = model.logits(ids)
+    session = model.new_session()
+    split = len(ids) // 2
+    steps = [session.eval(ids[:split], all_logits=True)]
+    steps += [session.eval([t], all_logits=True) for t in ids[split:]]
+    np.testing.assert_allclose(np.concatenate(steps), full, rtol=0, atol=1e-4 * np.abs(full).max())
+    assert session.n_past == len(ids)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_64_greedy_tokens_equal_transformers(tiny_hf, tiny_gguf, arch):
+    model = edgegen.load(tiny_gguf(arch, "f32"), threads=2)
+    ids = model.tokenizer.encode("Once upon a time")
+    ours = [t.id for t in model.generate(ids, max_tokens=64, temperature=0.0, ignore_eos=True)]
+    assert ours == hf_greedy(hf_model(tiny_hf(arch)), ids, 64)
