@@ -62,7 +62,7 @@ def load_dequantized_into(model, gguf_path) -> None:
             if arch == "llama" and gg.endswith(("attn_q.weight", "attn_k.weight")):
                 heads = cfg.num_attention_heads if "attn_q" in gg else cfg.num_key_value_heads
                 w = unpermute(w, heads)
-            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            p.copy_(torch.from_numpy(np.array(w)))  # a writable copy
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
