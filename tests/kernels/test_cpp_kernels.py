@@ -12,7 +12,7 @@ import concurrent.futures
 
 import numpy as np
 import pytest
-from gguf.quants import quantize
+from kernel_data import make_weights, random_blocks
 
 from edgegen.constants import GGMLType, RopeStyle, block_geometry
 from edgegen.kernels import ref
@@ -23,10 +23,6 @@ cpp = pytest.importorskip("edgegen.kernels._cpp", reason="C++ extension not buil
 FLOAT_TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16]
 BLOCK_TYPES = [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q4_K, GGMLType.Q6_K]
 QTYPES = FLOAT_TYPES + BLOCK_TYPES
-GGUF_QUANTIZABLE = {GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1}
-# Byte offsets of the f16 scale fields (d, dmin, m) inside one block, per block format.
-F16_FIELDS = {GGMLType.Q8_0: (0,), GGMLType.Q4_0: (0,), GGMLType.Q4_1: (0, 2), GGMLType.Q4_K: (0, 2),
-              GGMLType.Q6_K: (208,)}
 MATMUL_RTOL = 1e-4
 LONG_K = 6144  # a multiple of every block size, beyond the widest FFN row of a small model
 THREADS = (1, 2)
@@ -40,29 +36,6 @@ def k_values(qtype: GGMLType) -> list[int]:
     return [values, 3 * values]
 
 
-def random_blocks(qtype: GGMLType, N: int, K: int, rng: np.random.Generator) -> np.ndarray:
-    """Random block bytes (every code reachable) with each f16 scale field a small valid half."""
-    values, nbytes = block_geometry(qtype)
-    blocks = rng.integers(0, 256, size=(N * K // values, nbytes), dtype=np.uint8)
-    for off in F16_FIELDS[qtype]:
-        halves = rng.uniform(0.001, 0.02, size=blocks.shape[0]).astype(np.float16)
-        blocks[:, off:off + 2] = halves.view(np.uint8).reshape(-1, 2)
-    return blocks.reshape(N, -1)
-
-
-def make_weights(qtype: GGMLType, N: int, K: int, rng: np.random.Generator) -> np.ndarray:
-    """Raw rows (N, row_bytes) uint8 of a random matrix stored as ``qtype``, read-only like an mmap."""
-    a = rng.standard_normal((N, K)).astype(np.float32)
-    if qtype == GGMLType.F32:
-        w = a.view(np.uint8)
-    elif qtype == GGMLType.F16:
-        w = a.astype(np.float16).view(np.uint8)
-    elif qtype in GGUF_QUANTIZABLE:
-        w = quantize(a, qtype)
-    else:
-        w = random_blocks(qtype, N, K, rng)
-    w.flags.writeable = False
-    return w
 
 
 def run_threads(fn, out: np.ndarray, *args) -> np.ndarray:

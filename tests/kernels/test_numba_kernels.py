@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from gguf.quants import quantize
+from kernel_data import make_weights, random_blocks
 
 from edgegen.constants import GGMLType, RopeStyle, block_geometry
 from edgegen.kernels import numba_cpu as nb
@@ -19,10 +19,6 @@ from edgegen.kernels.quants import dequantize
 QTYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1,
           GGMLType.Q4_K, GGMLType.Q6_K]
 BLOCK_TYPES = QTYPES[3:]
-GGUF_QUANTIZABLE = {GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1}
-# Byte offsets of the f16 scale fields (d, dmin, m) inside one block, per block format.
-F16_FIELDS = {GGMLType.Q8_0: (0,), GGMLType.Q4_0: (0,), GGMLType.Q4_1: (0, 2), GGMLType.Q4_K: (0, 2),
-              GGMLType.Q6_K: (208,)}
 MATMUL_RTOL = 1e-4
 
 
@@ -34,26 +30,6 @@ def k_values(qtype: GGMLType) -> list[int]:
     return sorted({values, 3 * values, nb.CHUNK + values})
 
 
-def random_blocks(qtype: GGMLType, N: int, K: int, rng: np.random.Generator) -> np.ndarray:
-    """Random block bytes with every f16 scale field replaced by a small valid half."""
-    values, nbytes = block_geometry(qtype)
-    blocks = rng.integers(0, 256, size=(N * K // values, nbytes), dtype=np.uint8)
-    for off in F16_FIELDS[qtype]:
-        halves = rng.uniform(0.001, 0.02, size=blocks.shape[0]).astype(np.float16)
-        blocks[:, off:off + 2] = halves.view(np.uint8).reshape(-1, 2)
-    return blocks.reshape(N, -1)
-
-
-def make_weights(qtype: GGMLType, N: int, K: int, rng: np.random.Generator) -> np.ndarray:
-    """Raw rows (N, row_bytes) uint8 of a random matrix stored as ``qtype``."""
-    a = rng.standard_normal((N, K)).astype(np.float32)
-    if qtype == GGMLType.F32:
-        return a.view(np.uint8)
-    if qtype == GGMLType.F16:
-        return a.astype(np.float16).view(np.uint8)
-    if qtype in GGUF_QUANTIZABLE:
-        return quantize(a, qtype)
-    return random_blocks(qtype, N, K, rng)
 
 
 # --------------------------------------------------------------------------------------------
