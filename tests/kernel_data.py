@@ -1,16 +1,21 @@
-"""Random kernel inputs shared by the C++ and Numba kernel tests: weight rows in every GGUF type."""
+"""Shared by the kernel tests (parity, C++ and Numba): random weight rows in every GGUF type,
+the matmul error bound, and the 1-vs-2-thread bit-identity check."""
 from __future__ import annotations
 
 import numpy as np
 from gguf.quants import quantize
 
 from edgegen.constants import GGMLType, block_geometry
+from edgegen.kernels import ref
+from edgegen.kernels.quants import dequantize
 
 # types gguf-py can quantize; the others get random (valid) block bytes
 GGUF_QUANTIZABLE = {GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1}
 # Byte offsets of the f16 scale fields (d, dmin, m) inside one block, per block format.
 F16_FIELDS = {GGMLType.Q8_0: (0,), GGMLType.Q4_0: (0,), GGMLType.Q4_1: (0, 2), GGMLType.Q4_K: (0, 2),
               GGMLType.Q6_K: (208,)}
+MATMUL_RTOL = 1e-4  # of sum_k |W[n,k] x[t,k]|: the scale of a float32 dot product's rounding error
+THREADS = (1, 2)
 
 
 def random_blocks(qtype: GGMLType, N: int, K: int, rng: np.random.Generator) -> np.ndarray:
@@ -36,3 +41,25 @@ def make_weights(qtype: GGMLType, N: int, K: int, rng: np.random.Generator) -> n
         w = random_blocks(qtype, N, K, rng)
     w.flags.writeable = False
     return w
+
+
+def run_threads(fn, out: np.ndarray, *args) -> np.ndarray:
+    """Run ``fn(*args, out, threads=...)`` with 1 and 2 threads; assert equal bits; return the result."""
+    results = []
+    for threads in THREADS:
+        out[...] = np.nan
+        fn(*args, out, threads=threads)
+        results.append(out.copy())
+    np.testing.assert_array_equal(results[0].view(np.uint32), results[1].view(np.uint32))
+    return results[0]
+
+
+def assert_matmul_close(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray,
+                        label: str) -> None:
+    """|out - matmul_ref| <= MATMUL_RTOL * sum_k |W[n,k] x[t,k]|, element by element."""
+    want = np.empty_like(out)
+    ref.matmul_ref(w, qtype, K, x, want)
+    W = dequantize(w, qtype, K).astype(np.float64)
+    bound = MATMUL_RTOL * (np.abs(x.astype(np.float64)) @ np.abs(W).T)
+    err = np.abs(out.astype(np.float64) - want)
+    assert (err <= bound).all(), f"{label}: max err {err.max():.3g}, max allowed {bound.min():.3g}"
