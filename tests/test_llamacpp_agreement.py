@@ -69,12 +69,16 @@ def llama_cpp_greedy(llm, ids: list[int], n: int) -> list[int]:
     return out
 
 
+def open_case(path):
+    """The file, edgegen's model of it and the prompt's ids."""
+    ours = edgegen.load(path, threads=2, n_ctx=N_CTX)
+    return path, ours, ours.tokenizer.encode(PROMPT)
+
+
 @pytest.mark.parametrize("quant", QUANTS)
 @pytest.mark.parametrize("arch,tokenizer", CASES)
 def test_logits_agree(gguf_256, arch, tokenizer, quant):
-    path = gguf_256(arch, tokenizer, quant)
-    ours = edgegen.load(path, threads=2, n_ctx=N_CTX)
-    ids = ours.tokenizer.encode(PROMPT)
+    path, ours, ids = open_case(gguf_256(arch, tokenizer, quant))
     llm = llama_cpp_model(path, logits_all=True)
     llm.eval(ids)
     theirs = np.asarray(llm.scores[:len(ids)], dtype=np.float32)
@@ -88,9 +92,7 @@ def test_logits_agree(gguf_256, arch, tokenizer, quant):
 @pytest.mark.parametrize("quant", QUANTS)
 @pytest.mark.parametrize("arch,tokenizer", CASES)
 def test_greedy_tokens_agree(gguf_256, arch, tokenizer, quant):
-    path = gguf_256(arch, tokenizer, quant)
-    ours = edgegen.load(path, threads=2, n_ctx=N_CTX)
-    ids = ours.tokenizer.encode(PROMPT)
+    path, ours, ids = open_case(gguf_256(arch, tokenizer, quant))
     theirs = llama_cpp_greedy(llama_cpp_model(path, logits_all=True), ids, N_GREEDY)
     mine = [t.id for t in ours.generate(ids, max_tokens=N_GREEDY, ignore_eos=True)]
     if quant in ("f32", "f16"):
