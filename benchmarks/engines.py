@@ -10,7 +10,7 @@ both engines. Greedy is ``np.argmax`` on the returned logits in both: no sampler
 
 What the timings include: the Python call into the engine, its forward pass and, for
 llama.cpp, copying nothing (its logits are read in place); for edgegen, the logits array it
-allocates. Excluded: model load, KV cache allocation, the first (warm-up) run. For llama.cpp
+allocates. Excluded: model load and KV cache allocation (callers also drop a warm-up run). For llama.cpp
 the engine's own counters (``llama_perf_context``) are read too, so the report can state how
 much of the wall time is Python overhead.
 """
@@ -23,6 +23,11 @@ from pathlib import Path
 import numpy as np
 
 MS = 1e3
+DEFAULT_PROMPT = 128      # tokens prefilled in one call (pp); llama-bench's default is 512
+DEFAULT_DECODE = 64       # tokens decoded one at a time (tg)
+PROMPT_SEED = 0
+LLAMA_N_BATCH = 512       # llama.cpp's batch and micro-batch: the whole prompt in one llama_decode
+EDGEGEN, LLAMA_CPP = "edgegen", "llama.cpp"
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class RunResult:
 
 
 class EdgegenRunner:
-    name = "edgegen"
+    name = EDGEGEN
 
     def __init__(self, path: Path, threads: int, n_ctx: int, kernels: str = "cpp"):
         import edgegen
@@ -61,7 +66,7 @@ class LlamaCppRunner:
     """llama-cpp-python's low-level path: ``Llama.eval`` (llama_decode on a batch whose last token
     outputs logits) and ``llama_get_logits_ith(ctx, -1)``; ``Llama.scores`` is only filled
     with ``logits_all=True``, which would compute logits for every prompt token."""
-    name = "llama.cpp"
+    name = LLAMA_CPP
 
     def __init__(self, path: Path, threads: int, n_ctx: int, n_batch: int):
         import llama_cpp
@@ -87,6 +92,16 @@ class LlamaCppRunner:
         self.llm.close()
 
 
+def greedy_decode(runner, logits: np.ndarray, n_decode: int) -> tuple[int, ...]:
+    """``n_decode`` greedy tokens, the first from ``logits`` (those of the last prompt token)."""
+    tokens = []
+    for _ in range(n_decode):
+        tok = int(np.argmax(logits))
+        tokens.append(tok)
+        logits = runner.eval([tok])
+    return tuple(tokens)
+
+
 def run_once(runner, prompt: list[int], n_decode: int) -> RunResult:
     """Prefill ``prompt`` then decode ``n_decode`` greedy tokens from an empty cache."""
     runner.reset()
@@ -94,15 +109,50 @@ def run_once(runner, prompt: list[int], n_decode: int) -> RunResult:
     logits = runner.eval(prompt)
     t1 = time.perf_counter()
     prefill_logits = np.array(logits, dtype=np.float32)       # copied outside the timed region
-    tokens = []
     t2 = time.perf_counter()
-    for _ in range(n_decode):
-        tok = int(np.argmax(logits))
-        tokens.append(tok)
-        logits = runner.eval([tok])
+    tokens = greedy_decode(runner, logits, n_decode)
     t3 = time.perf_counter()
     engine_prefill, engine_decode = runner.perf()
-    return RunResult(t1 - t0, t3 - t2, prefill_logits, tuple(tokens), engine_prefill, engine_decode)
+    return RunResult(t1 - t0, t3 - t2, prefill_logits, tokens, engine_prefill, engine_decode)
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """Greedy tokens scored by llama.cpp's logits along the same path (teacher-forced).
+
+    With random weights many logits are close, so two correct engines whose roundings differ
+    (llama.cpp quantizes activations to 8 bits for quantized weights and keeps an F16 KV cache;
+    edgegen uses float32 for both) can pick different tokens at a near tie, after which their
+    greedy paths part. This measures how near: 0 / 0.0 means every token was llama.cpp's argmax."""
+    worst_rank: int          # highest rank of a chosen token among llama.cpp's logits (0 = its argmax)
+    worst_gap: float         # max over steps of (its best logit - its logit for our token) / max |logit|
+
+
+def check_tokens(path: Path, prompt: list[int], tokens: tuple[int, ...], threads: int) -> TokenCheck:
+    """Score ``tokens`` (greedy after ``prompt``) with llama.cpp's logits for prompt + tokens[:-1]."""
+    import llama_cpp
+    n = len(prompt) + len(tokens) - 1
+    llm = llama_cpp.Llama(model_path=str(path), n_threads=threads, n_threads_batch=threads, n_ctx=n,
+                          n_batch=max(n, LLAMA_N_BATCH), n_ubatch=max(n, LLAMA_N_BATCH), logits_all=True,
+                          verbose=False)
+    try:
+        llm.eval(list(prompt) + list(tokens[:-1]))
+        rows = np.asarray(llm.scores[len(prompt) - 1:n], dtype=np.float32)    # row i predicts tokens[i]
+    finally:
+        llm.close()
+    chosen = rows[np.arange(len(tokens)), np.asarray(tokens)]
+    ranks = (rows > chosen[:, None]).sum(axis=1)
+    gaps = (rows.max(axis=1) - chosen) / np.abs(rows).max(axis=1)
+    return TokenCheck(worst_rank=int(ranks.max()), worst_gap=float(gaps.max()))
+
+
+def open_runner(engine: str, path: Path, threads: int, n_ctx: int):
+    """A runner for ``engine`` (EDGEGEN or LLAMA_CPP) on the GGUF file at ``path``."""
+    if engine == EDGEGEN:
+        return EdgegenRunner(path, threads=threads, n_ctx=n_ctx)
+    if engine == LLAMA_CPP:
+        return LlamaCppRunner(path, threads=threads, n_ctx=n_ctx, n_batch=LLAMA_N_BATCH)
+    raise ValueError(f"engine must be {EDGEGEN!r} or {LLAMA_CPP!r}, found {engine!r}")
 
 
 def random_prompt(vocab: int, n: int, seed: int) -> list[int]:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 GB = 1e9
+MB = 1e6
 MIB = 1024 * 1024
-PEER = "llama.cpp"
-OURS = "edgegen"
-PACKAGES = ("edgegen", "llama_cpp_python", "numpy", "numba", "gguf")
+PEER = "llama.cpp"        # engines.LLAMA_CPP (report.py stays importable without the engines)
+OURS = "edgegen"          # engines.EDGEGEN
+PACKAGES = ("llama_cpp_python", "numpy", "numba", "gguf")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -72,6 +76,26 @@ def speed_table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+NOTES = ("pp: the whole prompt in one call; tg: single-token calls, each including the Python call into the "
+         "engine and np.argmax over the logits (greedy, no sampler). Excluded: building/converting the model, "
+         "loading, KV-cache allocation, one warm-up run per engine. Repetitions alternate between the engines. "
+         "GB/s = bytes read per decoded token (weights + KV cache at the mean decode position, below) x tg t/s; "
+         "% of BW: of the read bandwidth measured at that thread count.")
+
+
+def traffic_table(cases: list[Case]) -> str:
+    """Bytes one decode step reads, per file and engine (edgegen's KV cache is float32, llama.cpp's F16)."""
+    lines = ["| model | quant | engine | weights MB/token | KV cache MB/token |", "|---|---|---|---:|---:|"]
+    seen = set()
+    for c in cases:
+        if (c.model, c.quant, c.engine) in seen:
+            continue
+        seen.add((c.model, c.quant, c.engine))
+        lines.append(f"| {c.model} | {c.quant} | {c.engine} | {(c.bytes_per_token - c.kv_bytes_per_token) / MB:.1f} "
+                     f"| {c.kv_bytes_per_token / MB:.2f} |")
+    return "\n".join(lines)
+
+
 def overhead_table(cases: list[Case]) -> str:
     """llama.cpp's wall time (through Python) against its own counters: the Python-side cost."""
     lines = ["| model | quant | threads | pp wall ms | pp llama.cpp ms | tg wall ms/token | tg llama.cpp ms/token |",
@@ -97,8 +121,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def source_commit() -> str:
+    """The git commit of the tree being measured, "+dirty" when it has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        return f"unknown ({e})"
+    return head + ("+dirty" if dirty else "")
+
+
 def versions() -> dict[str, str]:
-    found = {}
+    import edgegen
+    found = {"edgegen": f"{edgegen.__version__} ({source_commit()})"}
     for name in PACKAGES:
         try:
             found[name] = metadata.version(name)
@@ -117,3 +154,31 @@ def machine_text(m: dict) -> str:
     bw = ", ".join(f"{t} thread(s) {b:.1f} GB/s" for t, b in m["bandwidth_gbps"].items())
     vers = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     return f"CPU: {m['cpu']}, {m['cores']} cores; measured read bandwidth: {bw}\nPython {m['python']}; {vers}"
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """edgegen against llama.cpp on the same prompt: do they pick the same greedy tokens?"""
+    model: str
+    quant: str
+    threads: int
+    prefill_argmax: tuple[int, int]       # (edgegen, llama.cpp) argmax of the last prompt token's logits
+    logits_rel_diff: float                # max |edgegen - llama.cpp| / max |llama.cpp| on those logits
+    decode_match: int                     # leading greedy tokens that are equal
+    n_decode: int
+    worst_rank: int                       # edgegen's tokens ranked by llama.cpp's logits on the same path
+    worst_gap: float                      # and how far below llama.cpp's best, relative (engines.TokenCheck)
+    repeatable: dict[str, bool]           # each engine gave the same tokens in every repetition
+
+
+def agreement_table(rows: list[Agreement]) -> str:
+    lines = ["| model | quant | threads | prefill argmax (edgegen / llama.cpp) | rel. max logit diff "
+             "| greedy tokens equal | worst rank / gap of edgegen's tokens | repeatable |",
+             "|---|---|---:|---|---:|---:|---:|---|"]
+    for a in rows:
+        mark = "same" if a.prefill_argmax[0] == a.prefill_argmax[1] else "DIFFERENT"
+        rep = ", ".join(f"{e} {'yes' if ok else 'NO'}" for e, ok in a.repeatable.items())
+        argmax = f"{a.prefill_argmax[0]} / {a.prefill_argmax[1]} ({mark})"
+        lines.append(f"| {a.model} | {a.quant} | {a.threads} | {argmax} | {a.logits_rel_diff:.2e} "
+                     f"| {a.decode_match}/{a.n_decode} | {a.worst_rank} / {a.worst_gap:.2e} | {rep} |")
+    return "\n".join(lines)
