@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hf_names import hf_to_gguf_names
 
 import edgegen
 from edgegen.gguf_file import GGUFFile
@@ -40,17 +41,7 @@ def load_dequantized_into(model, gguf_path) -> None:
     """Replace the HF model's weights with the GGUF file's (dequantized) ones: the reference for quantized files."""
     f = GGUFFile.open(gguf_path)
     cfg = model.config
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
-    per_layer = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-                 "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
-                 "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-                 "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
-                 "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
-                 "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
-    for i in range(cfg.num_hidden_layers):
-        for hf, gg in per_layer.items():
-            names[f"model.layers.{i}.{hf}"] = f"blk.{i}.{gg}"
+    names = hf_to_gguf_names(cfg.num_hidden_layers)
     arch = f.metadata["general.architecture"]
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -8,6 +8,7 @@ import shutil
 import gguf
 import numpy as np
 import pytest
+from hf_names import gguf_to_hf_names
 
 from edgegen.constants import GGMLType
 from edgegen.converters import quant_plan
@@ -23,20 +24,6 @@ MODELS = [("llama", "bpe", False), ("llama", "spm", False), ("qwen2", "bpe", Fal
 # The tiny models (conftest): hidden 64, 2 layers, 4 heads, 2 KV heads, FFN 128, vocab 512, context 256.
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, VOCAB, CONTEXT = 64, 2, 4, 2, 128, 512, 256
 HEAD_DIM = HIDDEN // HEADS
-HF_BLOCK = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
-            "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
-            "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-            "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-            "mlp.down_proj.weight": "ffn_down.weight", "self_attn.q_proj.bias": "attn_q.bias",
-            "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias"}
-
-
-def gguf_to_hf_names(n_layers: int) -> dict[str, str]:
-    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-             "output.weight": "lm_head.weight"}
-    for i in range(n_layers):
-        names.update({f"blk.{i}.{g}": f"model.layers.{i}.{h}" for h, g in HF_BLOCK.items()})
-    return names
 
 
 def hf_weights(hf_dir) -> dict[str, np.ndarray]:
