@@ -7,6 +7,7 @@ from collections import Counter
 
 import edgegen
 from edgegen.errors import EdgegenError, ModelFileError, UsageError
+from edgegen.kernels import KERNEL_NAMES
 
 CONVERT_QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
 DEMO_MODEL = "demo-tiny-llama.gguf"
@@ -23,7 +24,8 @@ def default_model() -> str:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--kernels", choices=("cpp", "numba", "ref"), default="cpp", help="kernel implementation")
+    p.add_argument("--kernels", choices=KERNEL_NAMES, default="cpp",
+                   help="kernel implementation (cpp: C++ with the best SIMD this CPU runs)")
     p.add_argument("--ctx", type=int, default=None, help="context size (KV cache) in tokens")
 
 

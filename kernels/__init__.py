@@ -1,21 +1,28 @@
-"""edgegen kernels: one calling convention, three implementations.
+"""edgegen kernels: one calling convention, several implementations.
 
 - ``ref``: NumPy references (``ref.py``), the spec and test oracle;
-- ``cpp``: the C++ extension ``_cpp`` (OpenMP), the default;
-- ``numba``: the Numba twins (``numba_cpu.py``).
+- ``cpp``: the C++ extension ``_cpp`` (OpenMP), the default. Block formats run as integer dot
+  products against activations rounded to 8 bits (``ref.matmul_act_q8_ref``), with the SIMD
+  table this CPU runs best (``_cpp.best_isa()``);
+- ``cpp-scalar``, ``cpp-avx2``, ``cpp-neon``: the same, with that dot table forced (the scalar
+  one runs everywhere; a SIMD one only where the CPU has it);
+- ``cpp-float``: the C++ kernels with float32 activations, weights decoded (``ref.matmul_ref``);
+- ``numba``: the Numba twins (``numba_cpu.py``), float32 activations.
 
 All share the signatures documented in ``ref.py``. ``load_kernels(name)`` returns a
 ``Kernels`` table; the model calls through it and never knows which one runs.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Callable
 
 from edgegen.errors import MissingDependencyError, UsageError
 
-KERNEL_NAMES = ("cpp", "numba", "ref")
+KERNEL_NAMES = ("cpp", "cpp-scalar", "cpp-avx2", "cpp-neon", "cpp-float", "numba", "ref")
+FUNCTIONS = ("matmul", "get_rows", "rmsnorm", "rope", "attention", "swiglu")
 
 # Which module holds each implementation, and what each function is called there.
 _MODULES = {"cpp": "edgegen.kernels._cpp", "numba": "edgegen.kernels.numba_cpu", "ref": "edgegen.kernels.ref"}
@@ -25,6 +32,7 @@ _SUFFIX = {"cpp": "", "numba": "", "ref": "_ref"}
 @dataclass(frozen=True)
 class Kernels:
     name: str
+    int8_act: bool           # matmul rounds activations to 8 bits for block formats (matmul_act_q8_ref)
     matmul: Callable
     get_rows: Callable
     rmsnorm: Callable
@@ -34,13 +42,19 @@ class Kernels:
 
 
 def load_kernels(name: str = "cpp") -> Kernels:
-    if name not in _MODULES:
+    if name not in KERNEL_NAMES:
         raise UsageError(f"kernels: expected one of {', '.join(KERNEL_NAMES)}, found '{name}'")
+    family, _, variant = name.partition("-")
     try:
-        module = importlib.import_module(_MODULES[name])
+        module = importlib.import_module(_MODULES[family])
     except ImportError as e:
         raise MissingDependencyError(
             f"kernels '{name}' are unavailable ({e}); reinstall with `pip install --force-reinstall edgegen`") from None
-    sfx = _SUFFIX[name]
-    fns = {f: getattr(module, f + sfx) for f in ("matmul", "get_rows", "rmsnorm", "rope", "attention", "swiglu")}
-    return Kernels(name=name, **fns)
+    fns = {f: getattr(module, f + _SUFFIX[family]) for f in FUNCTIONS}
+    int8_act = family == "cpp" and variant != "float"
+    if family == "cpp":
+        isa = "auto" if variant in ("", "float") else variant
+        if isa != "auto" and isa not in module.isa_names():
+            raise UsageError(f"kernels '{name}': this CPU does not run {isa} (it runs: {', '.join(module.isa_names())})")
+        fns["matmul"] = functools.partial(module.matmul, isa=isa, int8_act=int8_act)
+    return Kernels(name=name, int8_act=int8_act, **fns)

@@ -19,6 +19,39 @@ def matmul_ref(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.nd
     out[...] = (x.astype(np.float64) @ W.T).astype(np.float32)
 
 
+# Block formats whose compiled dot path takes activations rounded to 8 bits, and the block
+# length of that rounding (cpp/act_quant.h: 32 for the 32-value formats, 256 for K-quants).
+ACT_Q8_BLOCK = {GGMLType.Q8_0: 32, GGMLType.Q4_0: 32, GGMLType.Q4_K: 256, GGMLType.Q6_K: 256}
+
+
+def quantize_act_ref(x: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """x (T, K) float32 -> (q int8 (T, K), d float32 (T, K/block)) with x ~= d * q per block.
+
+    q = round_half_even(x * (127 / max|x|)) in float32, d = max|x| / 127, rounded to float16
+    for 32-value blocks (ggml stores block_q8_0's d as f16; Q8_K keeps float32); a block of
+    zeros gets d = 0. The C++ kernels (cpp/act_quant.cpp) round identically.
+    """
+    T, K = x.shape
+    xb = x.reshape(T, K // block, block).astype(np.float32)
+    amax = np.abs(xb).max(axis=-1, keepdims=True)
+    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
+    q = np.rint(np.clip(xb * inv, -127, 127)).astype(np.int8).reshape(T, K)
+    d = (amax / np.float32(127))[..., 0]
+    if block == 32:
+        d = d.astype(np.float16).astype(np.float32)
+    return q, d
+
+
+def matmul_act_q8_ref(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """What the compiled dot path computes: matmul_ref with x first rounded to 8 bits per block
+    (quantize_act_ref) for the formats in ACT_Q8_BLOCK; every other format is matmul_ref."""
+    block = ACT_Q8_BLOCK.get(GGMLType(qtype))
+    if block is not None:
+        q, d = quantize_act_ref(x, block)
+        x = (q.reshape(len(x), -1, block).astype(np.float64) * d[..., None]).reshape(x.shape)
+    matmul_ref(w, qtype, K, x, out)
+
+
 def get_rows_ref(w: np.ndarray, qtype: GGMLType, K: int, ids: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
     """out[t] = dequantize(w[ids[t]]): embedding lookup; ids int32 (T,), out (T, K)."""
     out[...] = dequantize(w[ids], qtype, K)

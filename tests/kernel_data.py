@@ -55,10 +55,14 @@ def run_threads(fn, out: np.ndarray, *args) -> np.ndarray:
 
 
 def assert_matmul_close(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray,
-                        label: str) -> None:
-    """|out - matmul_ref| <= MATMUL_RTOL * sum_k |W[n,k] x[t,k]|, element by element."""
+                        label: str, int8_act: bool = False) -> None:
+    """|out - reference| <= MATMUL_RTOL * sum_k |W[n,k] x'[t,k]|, element by element.
+
+    The reference is matmul_ref, or with ``int8_act`` matmul_act_q8_ref (x' = x rounded to 8 bits
+    per block, as the compiled dot path does): either way only float32 summation may differ.
+    """
     want = np.empty_like(out)
-    ref.matmul_ref(w, qtype, K, x, want)
+    (ref.matmul_act_q8_ref if int8_act else ref.matmul_ref)(w, qtype, K, x, want)
     W = dequantize(w, qtype, K).astype(np.float64)
     bound = MATMUL_RTOL * (np.abs(x.astype(np.float64)) @ np.abs(W).T)
     err = np.abs(out.astype(np.float64) - want)

@@ -1,9 +1,11 @@
 """edgegen against llama.cpp (llama-cpp-python) on the same GGUF files: logits, greedy tokens, tokenizer.
 
-llama.cpp's CPU matmuls round the activations (to F16 for F16 weights, to 8-bit blocks for the
-quantized types) while edgegen keeps them in F32, so quantized logits differ by that rounding: the
-tolerances below are measured, with headroom. A greedy token may then differ only where the two
-best logits are a near tie, which ``test_greedy_tokens_agree`` checks token by token.
+Both engines' CPU matmuls round the activations to 8-bit blocks for the quantized types, the
+same way (edgegen follows llama.cpp's x86 rounding), so K-quant files agree to float32 rounding
+on most models; the 32-value formats still part by about 1e-2 from some position on (a single
+rounding difference, then carried by attention), so their tolerances are measured, with
+headroom. A greedy token may differ only where the two best logits are a near tie, which
+``test_greedy_tokens_agree`` checks token by token.
 """
 from __future__ import annotations
 
@@ -19,12 +21,12 @@ PROMPT = "The keeper was a quiet man who read on calm days, and climbed 112 step
 N_CTX = 128
 N_GREEDY = 48
 GGML_TYPE_F32 = 0   # llama.cpp's KV cache in F32, as edgegen's, so F32 files compare without F16 rounding
-# max |edgegen - llama.cpp| / max |llama.cpp| over all positions; measured at most 1.4e-6 (f32),
-# 1.2e-3 (f16), 2.8e-2 (q8_0, q4_0) and 5.6e-2 (q4_k_m) on these models
-TOLERANCE = {"f32": 1e-5, "f16": 5e-3, "q8_0": 5e-2, "q4_0": 5e-2, "q4_k_m": 8e-2}
+# max |edgegen - llama.cpp| / max |llama.cpp| over all positions; measured at most 1.5e-6 (f32),
+# 1.2e-3 (f16), 1.2e-2 (q8_0, q4_0) and 2.2e-2 (q4_k_m; 3.6e-7 on two of the three models)
+TOLERANCE = {"f32": 1e-5, "f16": 5e-3, "q8_0": 3e-2, "q4_0": 3e-2, "q4_k_m": 4e-2}
 # a greedy mismatch is allowed only where edgegen's two candidates are this close, relative to the
-# logit range at that step (measured at most 1.5e-2); f32/f16 must match exactly
-NEAR_TIE = {"f32": 0.0, "f16": 0.0, "q8_0": 3e-2, "q4_0": 3e-2, "q4_k_m": 3e-2}
+# logit range at that step (measured at most 2e-3); f32/f16 must match exactly
+NEAR_TIE = {"f32": 0.0, "f16": 0.0, "q8_0": 1e-2, "q4_0": 1e-2, "q4_k_m": 1e-2}
 # hidden 256 so that the K-quant types (256-value blocks) are used, not their fallbacks
 SHAPE = dict(hidden=256, layers=2, heads=4, kv_heads=2, ffn=512)
 CASES = [("llama", "bpe"), ("llama", "spm"), ("qwen2", "bpe")]

@@ -11,12 +11,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <string>
+#include <nanobind/stl/string.h>
 
 #include "attention.h"
 #include "norm_rope.h"
 #include "quant_dot.h"
 #include "quant_formats.h"
+#include "vec_dot.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -164,9 +167,30 @@ std::string num(double v) {
     return buf;
 }
 
+// "scalar, avx2": the dot tables this CPU runs, fastest last.
+std::string isa_list() {
+    std::string names;
+    for (edgegen::Isa i : {edgegen::Isa::kScalar, edgegen::Isa::kAvx2, edgegen::Isa::kNeon}) {
+        if (const edgegen::DotTable* t = edgegen::dot_table(i)) names += (names.empty() ? "" : ", ") + std::string(t->name);
+    }
+    return names;
+}
+
 // ---- bound functions ----------------------------------------------------------------------
 
-void matmul(nb::handle w_obj, int qtype, int64_t K, nb::handle x_obj, nb::handle out_obj, int threads) {
+// The dot table named by `isa` ("auto": the best this CPU runs), or nullptr for the exact path.
+const edgegen::DotTable* choose_dots(const char* fn, const std::string& isa, bool int8_act) {
+    if (!int8_act) return nullptr;
+    if (isa == "auto") return edgegen::dot_table(edgegen::best_isa());
+    for (edgegen::Isa i : {edgegen::Isa::kScalar, edgegen::Isa::kAvx2, edgegen::Isa::kNeon}) {
+        const edgegen::DotTable* t = edgegen::dot_table(i);
+        if (t != nullptr && isa == t->name) return t;
+    }
+    fail(fn, "isa must be 'auto' or one this CPU runs (" + isa_list() + "); found '" + isa + "'");
+}
+
+void matmul(nb::handle w_obj, int qtype, int64_t K, nb::handle x_obj, nb::handle out_obj, int threads,
+            const std::string& isa, bool int8_act) {
     const char* fn = "matmul";
     const InArray w = in_array(fn, "w", w_obj), x = in_array(fn, "x", x_obj);
     const OutArray out = out_array(fn, "out", out_obj);
@@ -180,8 +204,9 @@ void matmul(nb::handle w_obj, int qtype, int64_t K, nb::handle x_obj, nb::handle
     check_dim(fn, "out", out, 1, N, "N = w.shape[0]");
     check_disjoint(fn, "out", out, "x", x, false);
     check_disjoint(fn, "out", out, "w", w, false);
+    const edgegen::DotTable* dots = choose_dots(fn, isa, int8_act);
     nb::gil_scoped_release nogil;
-    edgegen::matmul(fmt, static_cast<const uint8_t*>(w.data()), N, K, f32_in(x), T, f32_out(out), threads);
+    edgegen::matmul(fmt, static_cast<const uint8_t*>(w.data()), N, K, f32_in(x), T, f32_out(out), threads, dots);
 }
 
 void get_rows(nb::handle w_obj, int qtype, int64_t K, nb::handle ids_obj, nb::handle out_obj, int threads) {
@@ -312,9 +337,22 @@ void swiglu(nb::handle gate_obj, nb::handle up_obj, nb::handle out_obj, int thre
 NB_MODULE(_cpp, m) {
     m.doc() = "edgegen C++ kernels (OpenMP); signatures and semantics as in edgegen.kernels.ref";
     m.def("matmul", &matmul, "w"_a.none(), "qtype"_a, "K"_a, "x"_a.none(), "out"_a.none(), "threads"_a = 1,
+          "isa"_a = "auto", "int8_act"_a = true,
           nb::sig("def matmul(w: numpy.ndarray, qtype: int, K: int, x: numpy.ndarray, out: numpy.ndarray, "
-                  "threads: int = 1) -> None"),
-          "out[t, n] = sum_k W[n, k] * x[t, k]; w uint8 (N, row_bytes) of type qtype, x (T, K), out (T, N).");
+                  "threads: int = 1, isa: str = 'auto', int8_act: bool = True) -> None"),
+          "out[t, n] = sum_k W[n, k] * x[t, k]; w uint8 (N, row_bytes) of type qtype, x (T, K), out (T, N).\n"
+          "int8_act: block formats (Q8_0, Q4_0, Q4_K, Q6_K) take x quantized to 8 bits (ref.matmul_act_q8_ref);\n"
+          "False decodes every format to float32 (ref.matmul_ref). isa: 'auto' or a name from isa_names().");
+    m.def("isa_names", [] {
+              nb::list names;
+              for (edgegen::Isa i : {edgegen::Isa::kScalar, edgegen::Isa::kAvx2, edgegen::Isa::kNeon}) {
+                  if (const edgegen::DotTable* t = edgegen::dot_table(i)) names.append(t->name);
+              }
+              return names;
+          },
+          "Names of the dot-product tables this CPU runs, fastest last.");
+    m.def("best_isa", [] { return std::string(edgegen::dot_table(edgegen::best_isa())->name); },
+          "The table matmul uses with isa='auto'.");
     m.def("get_rows", &get_rows, "w"_a.none(), "qtype"_a, "K"_a, "ids"_a.none(), "out"_a.none(), "threads"_a = 1,
           nb::sig("def get_rows(w: numpy.ndarray, qtype: int, K: int, ids: numpy.ndarray, out: numpy.ndarray, "
                   "threads: int = 1) -> None"),

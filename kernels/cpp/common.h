@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -52,6 +53,31 @@ inline float f16_to_f32(uint16_t h) {
     return bits_to_f32(bits | sign);
 }
 
+// binary32 -> binary16, rounded to nearest, ties to even; overflow gives inf, NaN stays NaN.
+inline uint16_t f32_to_f16(float f) {
+    constexpr uint32_t kAbsMask = 0x7FFFFFFFu, kF32Inf = 0x7F800000u;
+    constexpr uint32_t kF16Inf = 0x7C00u, kF16QuietNaN = 0x7E00u;
+    constexpr uint32_t kF16Overflow = 0x477FF000u;    // 65520: the first value rounding to inf
+    constexpr uint32_t kF16MinNormal = 0x38800000u;   // 2^-14
+    constexpr int kDropBits = kF32MantBits - kF16MantBits;
+    uint32_t x;
+    std::memcpy(&x, &f, sizeof x);
+    const auto sign = static_cast<uint16_t>((x >> 16) & kF16SignMask);
+    x &= kAbsMask;
+    if (x >= kF32Inf) return sign | (x > kF32Inf ? kF16QuietNaN : kF16Inf);
+    if (x >= kF16Overflow) return sign | kF16Inf;
+    if (x < kF16MinNormal) {
+        // subnormal half: a whole number of 2^-24 units (scaling by 2^24 is exact; 1024 units
+        // is the smallest normal, which the bit pattern 0x0400 also means)
+        return sign | static_cast<uint16_t>(std::nearbyint(bits_to_f32(x) * (1.0f / kF16SubnormalUnit)));
+    }
+    // normal half: rebias the exponent, then round off the low mantissa bits (ties to even); a
+    // carry out of the mantissa correctly bumps the exponent
+    const uint32_t rebiased = x - (kF16ToF32Rebias << kF32MantBits);
+    const uint32_t rounded = rebiased + ((1u << (kDropBits - 1)) - 1) + ((rebiased >> kDropBits) & 1u);
+    return sign | static_cast<uint16_t>(rounded >> kDropBits);
+}
+
 // bfloat16 is the high half of a binary32.
 inline float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
 
@@ -70,8 +96,13 @@ constexpr int64_t padded_count(int64_t n) {
 // the values (not on pointer alignment, the caller's batch size or the thread).
 constexpr int kDotLanes = 8;
 
+// The fixed-order sum of kDotLanes partial sums.
+inline float combine_lanes(const float* lane) {
+    static_assert(kDotLanes == 8, "the combine below names 8 lanes");
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
 inline float dot(const float* a, const float* b, int64_t n) {
-    static_assert(kDotLanes == 8, "the final combine below names 8 lanes");
     float lane[kDotLanes] = {};
     int64_t i = 0;
     for (; i + kDotLanes <= n; i += kDotLanes) {
@@ -79,7 +110,7 @@ inline float dot(const float* a, const float* b, int64_t n) {
     }
     float tail = 0.0f;
     for (; i < n; ++i) tail += a[i] * b[i];
-    return (((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))) + tail;
+    return combine_lanes(lane) + tail;
 }
 
 }  // namespace edgegen

@@ -1,6 +1,16 @@
 // matmul and get_rows over GGUF weight bytes.
 //
-// matmul walks the weights once: each thread takes groups of kRowGroup rows, decodes one
+// matmul runs one of two paths:
+// - dot path (the default): activations quantized once to 8-bit blocks (act_quant.h) for the
+//   block formats, or kept float32 for the float formats; then every out[t, n] is one call of
+//   the chosen table's dot product (vec_dot.h) on weight row n in place. The (N, T) plane is cut
+//   into tiles of kRowTile weight rows x kTokenTile activation rows: a weight row stays in L1
+//   while it meets every activation row of the tile, the tile's activations stay in L2 while
+//   the rows stream past. Tiles are handed to threads token-tile-major, so both cores share
+//   one tile of activations.
+// - decoded path (matmul_decoded, float32 activations): below.
+//
+// matmul_decoded walks the weights once: each thread takes groups of kRowGroup rows, decodes one
 // chunk (kChunkValues values) of each row into a small stack buffer, and dots that buffer
 // against the same columns of every activation row before moving on. A decoded chunk is
 // therefore used T times while it is in L1, and the dequantized matrix never exists.
@@ -13,6 +23,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "act_quant.h"
 #include "common.h"
 
 namespace edgegen {
@@ -26,8 +37,8 @@ constexpr int kGroupsPerGrab = 8;
 
 }  // namespace
 
-void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
-            const float* x, int64_t T, float* out, int threads) {
+void matmul_decoded(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
+                    const float* x, int64_t T, float* out, int threads) {
     static_assert(kChunkValues % 256 == 0, "a chunk must hold whole blocks of every format (largest: 256)");
     const int64_t row_bytes = fmt.row_bytes(K);
     const int64_t groups = (N + kRowGroup - 1) / kRowGroup;
@@ -65,6 +76,60 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
                 for (int64_t r = 0; r < rows; ++r) out[t * N + n0 + r] = acc[t * kRowGroup + r];
             }
         }
+    }
+}
+
+namespace {
+
+constexpr int64_t kRowTile = 16;     // weight rows per tile (16 rows of 2048 Q4_0 values: 18 KiB)
+constexpr int64_t kTokenTile = 64;   // activation rows per tile
+
+// out[t * N + n] = dot(w row n, act + t * act_stride) over the tiled (N, T) plane.
+template <class Act, class Dot>
+void dot_tiles(Dot dot_row, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const Act* act,
+               int64_t act_stride, int64_t T, float* out, int threads) {
+    const int64_t row_tiles = (N + kRowTile - 1) / kRowTile;
+    const int64_t tasks = row_tiles * ((T + kTokenTile - 1) / kTokenTile);
+    const int team = static_cast<int>(std::min<int64_t>(threads, tasks));
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+        const int64_t n0 = (task % row_tiles) * kRowTile, n1 = std::min(N, n0 + kRowTile);
+        const int64_t t0 = (task / row_tiles) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
+        for (int64_t n = n0; n < n1; ++n) {
+            const uint8_t* row = w + n * row_bytes;
+            for (int64_t t = t0; t < t1; ++t) out[t * N + n] = dot_row(row, act + t * act_stride, K);
+        }
+    }
+}
+
+// Activation rows x (T, K) quantized to Block blocks of kValues, then the tiled dot products.
+template <class Block, int64_t kValues, void (*Quantize)(const float*, Block*, int64_t), class Dot>
+void matmul_int8(Dot dot_row, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x, int64_t T,
+                 float* out, int threads) {
+    const int64_t per_row = K / kValues;
+    std::vector<Block> act(static_cast<size_t>(T * per_row));
+    const int team = static_cast<int>(std::min<int64_t>(threads, T));
+#pragma omp parallel for num_threads(team) schedule(static) if (T > 1)
+    for (int64_t t = 0; t < T; ++t) Quantize(x + t * K, act.data() + t * per_row, K);
+    dot_tiles(dot_row, w, row_bytes, N, K, act.data(), per_row, T, out, threads);
+}
+
+}  // namespace
+
+void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, const float* x, int64_t T, float* out,
+            int threads, const DotTable* dots) {
+    if (N == 0 || T == 0) return;
+    const int64_t rb = fmt.row_bytes(K);
+    if (dots == nullptr) return matmul_decoded(fmt, w, N, K, x, T, out, threads);
+    switch (fmt.qtype) {
+        case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, w, rb, N, K, x, T, out, threads);
+        case kQ4_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, w, rb, N, K, x, T, out, threads);
+        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, w, rb, N, K, x, T, out, threads);
+        case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, w, rb, N, K, x, T, out, threads);
+        case kF32: return dot_tiles(dots->f32, w, rb, N, K, x, K, T, out, threads);
+        case kF16: return dot_tiles(dots->f16, w, rb, N, K, x, K, T, out, threads);
+        case kBF16: return dot_tiles(dots->bf16, w, rb, N, K, x, K, T, out, threads);
+        default: return matmul_decoded(fmt, w, N, K, x, T, out, threads);  // Q4_1: no integer dot yet
     }
 }
 

@@ -14,19 +14,11 @@
 #include <cstring>
 #include <string>
 
+#include "block_layout.h"
 #include "common.h"
 
 namespace edgegen {
 namespace {
-
-constexpr int64_t kQK = 32;       // values per Q8_0 / Q4_0 / Q4_1 block
-constexpr int64_t kQK_K = 256;    // values per K-quant super-block
-constexpr int kNibbleMask = 0x0F;
-constexpr int kNibbleBits = 4;
-constexpr int kQ4Offset = 8;      // Q4_0 nibbles are stored offset by 8
-constexpr int kQ6Offset = 32;     // Q6_K six-bit values are stored offset by 32
-constexpr int kSixBitMask = 0x3F;
-constexpr int kTwoBitMask = 0x03;
 
 // ---- float types --------------------------------------------------------------------------
 
@@ -41,10 +33,6 @@ void decode_bf16(const uint8_t* src, float* dst, int64_t n) {
 }
 
 // ---- 32-value blocks ----------------------------------------------------------------------
-
-constexpr int64_t kQ8_0Bytes = 2 + kQK;          // d, qs
-constexpr int64_t kQ4_0Bytes = 2 + kQK / 2;      // d, qs
-constexpr int64_t kQ4_1Bytes = 2 + 2 + kQK / 2;  // d, m, qs
 
 void decode_q8_0(const uint8_t* src, float* dst, int64_t n) {
     for (int64_t b = 0; b < n / kQK; ++b, src += kQ8_0Bytes, dst += kQK) {
@@ -79,27 +67,6 @@ void decode_q4_1(const uint8_t* src, float* dst, int64_t n) {
 
 // ---- K-quants (256-value super-blocks) ----------------------------------------------------
 
-constexpr int64_t kQ4_KScalesOff = 4;     // after d, dmin
-constexpr int64_t kQ4_KQsOff = 4 + 12;    // after d, dmin, 12 scale bytes
-constexpr int64_t kQ4_KBytes = kQ4_KQsOff + kQK_K / 2;
-constexpr int64_t kQ4_KChunk = 64;        // values sharing one 32-byte run of qs
-constexpr int kQ4_KSubBlocks = 8;
-
-// Six-bit scale and min of sub-block i (0..7) from the 12 packed bytes: bytes 0..3 hold
-// scales 0..3 (+ top bits of scales 4..7), bytes 4..7 mins 0..3 (+ top bits of mins 4..7),
-// bytes 8..11 the low nibbles of scales / mins 4..7.
-inline void q4_k_scale_min(const uint8_t* s, int i, int* sc, int* m) {
-    constexpr int kHalf = kQ4_KSubBlocks / 2;
-    constexpr int kTopShift = 6;  // bits 6..7 of bytes 0..7 are the top two bits of entries 4..7
-    if (i < kHalf) {
-        *sc = s[i] & kSixBitMask;
-        *m = s[i + kHalf] & kSixBitMask;
-    } else {
-        *sc = (s[i + kHalf] & kNibbleMask) | ((s[i - kHalf] >> kTopShift) << kNibbleBits);
-        *m = (s[i + kHalf] >> kNibbleBits) | ((s[i] >> kTopShift) << kNibbleBits);
-    }
-}
-
 void decode_q4_k(const uint8_t* src, float* dst, int64_t n) {
     for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ4_KBytes, dst += kQK_K) {
         const float d = f16_to_f32(load_u16(src));
@@ -121,14 +88,6 @@ void decode_q4_k(const uint8_t* src, float* dst, int64_t n) {
         }
     }
 }
-
-constexpr int64_t kQ6_KQhOff = kQK_K / 2;                    // after ql[128]
-constexpr int64_t kQ6_KScalesOff = kQ6_KQhOff + kQK_K / 4;   // after qh[64]
-constexpr int64_t kQ6_KScales = kQK_K / 16;                  // one int8 scale per 16 values
-constexpr int64_t kQ6_KDOff = kQ6_KScalesOff + kQ6_KScales;  // d:f16 comes last
-constexpr int64_t kQ6_KBytes = kQ6_KDOff + 2;
-constexpr int64_t kQ6_KHalf = 128;                           // values per half super-block
-constexpr int64_t kQ6_KRun = 32;                             // values per quarter of a half
 
 void decode_q6_k(const uint8_t* src, float* dst, int64_t n) {
     for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ6_KBytes, dst += kQK_K) {
@@ -172,8 +131,6 @@ constexpr QuantFormat kFormats[] = {
     {kQ4_K, "Q4_K", kQK_K, kQ4_KBytes, decode_q4_k},
     {kQ6_K, "Q6_K", kQK_K, kQ6_KBytes, decode_q6_k},
 };
-
-static_assert(kQ4_KBytes == 144 && kQ6_KBytes == 210, "K-quant block sizes must match ggml");
 
 }  // namespace
 

@@ -7,6 +7,7 @@ naming it, never a crash.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 
 import numpy as np
 import pytest
@@ -20,16 +21,45 @@ cpp = pytest.importorskip("edgegen.kernels._cpp", reason="C++ extension not buil
 LONG_K = 6144  # a multiple of every block size, beyond the widest FFN row of a small model
 
 
-@pytest.mark.parametrize("qtype", [GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K],
-                         ids=lambda q: q.name)
-def test_matmul_long_rows(qtype):
+@pytest.mark.parametrize("int8_act", [True, False], ids=["int8-act", "float-act"])
+@pytest.mark.parametrize("qtype", [GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K,
+                                   GGMLType.Q6_K], ids=lambda q: q.name)
+def test_matmul_long_rows(qtype, int8_act):
     """float32 accumulation stays within 1e-4 of the float64 reference at K = 6144."""
     rng = np.random.default_rng(200 + int(qtype))
     N, T = 9, 3
     w = make_weights(qtype, N, LONG_K, rng)
     x = rng.standard_normal((T, LONG_K)).astype(np.float32)
-    out = run_threads(cpp.matmul, np.empty((T, N), np.float32), w, int(qtype), LONG_K, x)
-    assert_matmul_close(w, qtype, LONG_K, x, out, f"{qtype.name} K={LONG_K}")
+    matmul = functools.partial(cpp.matmul, int8_act=int8_act)
+    out = run_threads(matmul, np.empty((T, N), np.float32), w, int(qtype), LONG_K, x)
+    assert_matmul_close(w, qtype, LONG_K, x, out, f"{qtype.name} K={LONG_K}", int8_act)
+
+
+@pytest.mark.parametrize("qtype", [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda q: q.name)
+def test_act_quant_matches_reference_rounding(qtype):
+    """Every activation row, including an all-zero block and exact half-way values, is rounded
+    as ref.quantize_act_ref rounds it: the dot path then equals matmul_act_q8_ref to float32
+    summation, and is far closer to it than to the float-activation product."""
+    rng = np.random.default_rng(300 + int(qtype))
+    K, N = 512, 16
+    w = make_weights(qtype, N, K, rng)
+    x = rng.standard_normal((4, K)).astype(np.float32)
+    x[1, :256] = 0.0
+    x[2, :32] = np.arange(32, dtype=np.float32) - 15.5  # halves: x * 127 / max lands on .5 often
+    x[2, 0] = 127.0
+    exact, rounded, ours = (np.empty((4, N), np.float32) for _ in range(3))
+    ref.matmul_ref(w, qtype, K, x, exact)
+    ref.matmul_act_q8_ref(w, qtype, K, x, rounded)
+    cpp.matmul(w, int(qtype), K, x, ours, threads=2)
+    assert np.abs(ours - rounded).max() < 1e-3 * np.abs(ours - exact).max()
+
+
+def test_isa_names_and_unknown_isa():
+    names = cpp.isa_names()
+    assert names[0] == "scalar" and cpp.best_isa() == names[-1]
+    w = make_weights(GGMLType.Q8_0, 4, 64, np.random.default_rng(1))
+    with pytest.raises(ValueError, match="isa must be 'auto' or one this CPU runs"):
+        cpp.matmul(w, int(GGMLType.Q8_0), 64, np.zeros((1, 64), np.float32), np.empty((1, 4), np.float32), isa="sse9")
 
 
 def test_concurrent_calls_from_python_threads():
@@ -175,3 +205,16 @@ def test_bad_arguments_raise_value_error(case):
     call, message = BAD_CALLS[case]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_act_quant_survives_subnormal_and_non_finite_rows():
+    """Rows of subnormals, inf or NaN give defined (finite or NaN) outputs, never a crash, and
+    a subnormal row is rounded like any other (its products are simply tiny)."""
+    w = make_weights(GGMLType.Q8_0, 8, 64, np.random.default_rng(2))
+    x = np.zeros((3, 64), np.float32)
+    x[0] = 1e-40
+    x[1, 3] = np.inf
+    x[2, 5] = np.nan
+    out = np.empty((3, 8), np.float32)
+    cpp.matmul(w, int(GGMLType.Q8_0), 64, x, out, threads=2)
+    assert np.abs(out[0]).max() < 1e-30

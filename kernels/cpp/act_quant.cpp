@@ -1,0 +1,46 @@
+// 8-bit quantization of activations (see act_quant.h); the NumPy twin is ref.quantize_act_ref.
+#include "act_quant.h"
+
+#include <cmath>
+
+#include "common.h"
+
+namespace edgegen {
+namespace {
+
+constexpr float kQ8Max = 127.0f;
+
+// q[i] = round_half_even(x[i] * 127 / max|x|), returns the scale max|x| / 127 (0 for all zeros).
+float quantize_run(const float* x, int8_t* q, int64_t n) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    const float id = amax > 0.0f ? kQ8Max / amax : 0.0f;
+    // the clamp changes nothing for finite x; it keeps the int8 cast defined when amax is
+    // subnormal (id overflows to inf) or x holds inf / NaN (fmax/fmin return the number)
+    for (int64_t i = 0; i < n; ++i) {
+        q[i] = static_cast<int8_t>(std::nearbyint(std::fmin(std::fmax(x[i] * id, -kQ8Max), kQ8Max)));
+    }
+    return amax / kQ8Max;
+}
+
+}  // namespace
+
+void quantize_q8(const float* x, BlockQ8* out, int64_t n) {
+    for (int64_t b = 0; b < n / kQ8Values; ++b) {
+        out[b].d = f16_to_f32(f32_to_f16(quantize_run(x + b * kQ8Values, out[b].qs, kQ8Values)));
+    }
+}
+
+void quantize_q8k(const float* x, BlockQ8K* out, int64_t n) {
+    for (int64_t b = 0; b < n / kQ8KValues; ++b) {
+        BlockQ8K& blk = out[b];
+        blk.d = quantize_run(x + b * kQ8KValues, blk.qs, kQ8KValues);
+        for (int64_t g = 0; g < kQ8KGroups; ++g) {
+            int sum = 0;
+            for (int64_t i = 0; i < 16; ++i) sum += blk.qs[g * 16 + i];
+            blk.bsums[g] = static_cast<int16_t>(sum);
+        }
+    }
+}
+
+}  // namespace edgegen

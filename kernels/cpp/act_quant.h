@@ -1,0 +1,34 @@
+// Activations quantized to 8 bits, the right-hand side of the integer dot products.
+//   BlockQ8   32 values:  d float, qs int8[32]                x ~= d*q   (pairs with Q8_0, Q4_0);
+//                         d is rounded to the nearest f16, as ggml stores it (block_q8_0)
+//   BlockQ8K 256 values:  d float, qs int8[256], bsums[16]    x ~= d*q   (pairs with Q4_K, Q6_K)
+// bsums[g] = sum of qs[16g .. 16g+16): the K-quant dots use it for their per-sub-block offsets.
+// Rounding is round-half-to-even of x * (127 / max|x|), as kernels/ref.py quantize_act_ref and as
+// llama.cpp's x86 path: the same files then give llama.cpp's integer sums exactly.
+#pragma once
+
+#include <cstdint>
+
+namespace edgegen {
+
+constexpr int64_t kQ8Values = 32;
+constexpr int64_t kQ8KValues = 256;
+constexpr int64_t kQ8KGroups = kQ8KValues / 16;
+
+struct BlockQ8 {
+    float d;
+    int8_t qs[kQ8Values];
+};
+
+struct BlockQ8K {
+    float d;
+    int8_t qs[kQ8KValues];
+    int16_t bsums[kQ8KGroups];
+};
+
+// x (n,) float32 -> n / kQ8Values blocks; n a multiple of kQ8Values.
+void quantize_q8(const float* x, BlockQ8* out, int64_t n);
+// x (n,) float32 -> n / kQ8KValues blocks; n a multiple of kQ8KValues.
+void quantize_q8k(const float* x, BlockQ8K* out, int64_t n);
+
+}  // namespace edgegen

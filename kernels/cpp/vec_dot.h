@@ -1,0 +1,52 @@
+// Row-times-vector dot products on GGUF weight blocks in place, one table per instruction set.
+//
+// A table's functions take one weight row (`w`, the row's bytes) and the matching activations:
+// quantized blocks (act_quant.h) for the block formats, float32 for the float formats. `n` is
+// the row length in values (a whole number of blocks). Each returns sum_k W[k] * x[k] in
+// float32. Integer products are exact; only the per-block float scaling and the final sum
+// round, so every table agrees with the NumPy reference (ref.matmul_act_q8_ref) to float32
+// rounding, not bit for bit.
+//
+// Tables: scalar (portable C++, always there; the twin every SIMD table is tested against),
+// AVX2+FMA+F16C (x86-64; compiled with those flags in its own file, used only when the running
+// CPU reports them), NEON (AArch64, compiled only there). best_isa() picks at run time.
+#pragma once
+
+#include <cstdint>
+
+#include "act_quant.h"
+
+namespace edgegen {
+
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kNeon = 2 };
+
+using DotQ8 = float (*)(const uint8_t* w, const BlockQ8* x, int64_t n);
+using DotQ8K = float (*)(const uint8_t* w, const BlockQ8K* x, int64_t n);
+using DotF32 = float (*)(const uint8_t* w, const float* x, int64_t n);
+
+struct DotTable {
+    Isa isa;
+    const char* name;
+    DotQ8 q8_0;
+    DotQ8 q4_0;
+    DotQ8K q4_k;
+    DotQ8K q6_k;
+    DotF32 f32;
+    DotF32 f16;
+    DotF32 bf16;
+};
+
+extern const DotTable kDotScalar;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const DotTable kDotAvx2;
+#endif
+#if defined(__aarch64__)
+extern const DotTable kDotNeon;
+#endif
+
+// The table for `isa`, or nullptr when it is not compiled in or the CPU lacks it.
+const DotTable* dot_table(Isa isa);
+// The fastest table this CPU runs.
+Isa best_isa();
+
+}  // namespace edgegen

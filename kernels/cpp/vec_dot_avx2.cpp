@@ -1,0 +1,226 @@
+// AVX2 + FMA + F16C dot products (vec_dot.h); built with -mavx2 -mfma -mf16c for this file only
+// and called only after best_isa() has seen those features on the running CPU.
+//
+// This file includes no header with external-linkage inline functions (common.h): a copy of
+// one compiled here with AVX2 could be the one the linker keeps for the portable code.
+// Integer core: a signed int8 product of 32 lanes uses maddubs (unsigned x signed -> int16
+// pairs), so a signed left operand is split into |a| and the sign moved onto b.
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "block_layout.h"
+#include "vec_dot.h"
+
+namespace edgegen {
+namespace {
+
+inline float half_at(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline int hsum(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+// 8 int32 lanes, each the sum of 4 adjacent products a[i]*b[i] of signed bytes.
+inline __m256i dot_i8(__m256i a, __m256i b) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// 32 bytes -> their low nibbles (first 16 bytes' low nibbles, then their high nibbles) for Q4_0.
+inline __m256i q4_0_values(const uint8_t* qs) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, kNibbleBits), raw);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(kNibbleMask)), _mm256_set1_epi8(kQ4Offset));
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Two blocks per step into two accumulators: independent FMA chains.
+float dot_q8_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
+    const int64_t nb = n / kQK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const uint8_t* w0 = w + b * kQ8_0Bytes;
+        const uint8_t* w1 = w0 + kQ8_0Bytes;
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(load256(w0 + 2), load256(x[b].qs)));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_i8(load256(w1 + 2), load256(x[b + 1].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), p1, acc1);
+    }
+    if (b < nb) {
+        const uint8_t* w0 = w + b * kQ8_0Bytes;
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(load256(w0 + 2), load256(x[b].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
+    const int64_t nb = n / kQK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const uint8_t* w0 = w + b * kQ4_0Bytes;
+        const uint8_t* w1 = w0 + kQ4_0Bytes;
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(q4_0_values(w0 + 2), load256(x[b].qs)));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_i8(q4_0_values(w1 + 2), load256(x[b + 1].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), p1, acc1);
+    }
+    if (b < nb) {
+        const uint8_t* w0 = w + b * kQ4_0Bytes;
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(q4_0_values(w0 + 2), load256(x[b].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// The 8 six-bit scales and 8 mins of a Q4_K block (layout: block_layout.h q4_k_scale_min),
+// unpacked four at a time with 32-bit masks.
+inline void q4_k_unpack(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
+    constexpr uint32_t kLow6 = 0x3F3F3F3Fu, kLow4 = 0x0F0F0F0Fu, kLow2 = 0x03030303u;
+    uint32_t u[3];
+    std::memcpy(u, s, sizeof u);
+    const uint32_t v[4] = {
+        u[0] & kLow6,                                           // scales 0..3
+        (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4),          // scales 4..7
+        u[1] & kLow6,                                           // mins 0..3
+        ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4),   // mins 4..7
+    };
+    std::memcpy(sc, v, 8);
+    std::memcpy(mn, v + 2, 8);
+}
+
+float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
+    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0.0f;
+    for (int64_t b = 0; b < n / kQK_K; ++b, w += kQ4_KBytes) {
+        const BlockQ8K& xb = x[b];
+        uint8_t sc[8], mn[8];
+        q4_k_unpack(w + kQ4_KScalesOff, sc, mn);
+        // mins: sum_s m[s] * (bsums[2s] + bsums[2s+1])
+        const __m256i bsums = load256(xb.bsums);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)),
+                                                                       _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))));
+        const int summ = hsum(_mm256_madd_epi16(bsums, mins16));
+
+        __m256i sumi = _mm256_setzero_si256();
+        const uint8_t* qs = w + kQ4_KQsOff;
+        for (int c = 0; c < kQK_K / kQ4_KChunk; ++c) {
+            const __m256i q = load256(qs + c * (kQ4_KChunk / 2));
+            const __m256i lo = _mm256_and_si256(q, low4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, kNibbleBits), low4);
+            const __m256i pl = _mm256_maddubs_epi16(lo, load256(xb.qs + c * kQ4_KChunk));
+            const __m256i ph = _mm256_maddubs_epi16(hi, load256(xb.qs + c * kQ4_KChunk + kQ4_KChunk / 2));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w) * xb.d), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += half_at(w + 2) * xb.d * static_cast<float>(summ);
+    }
+    return hsum(acc) - acc_min;
+}
+
+float dot_q6_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
+    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
+    const __m256i two = _mm256_set1_epi8(kTwoBitMask);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / kQK_K; ++b, w += kQ6_KBytes) {
+        const BlockQ8K& xb = x[b];
+        const int8_t* scales = reinterpret_cast<const int8_t*>(w + kQ6_KScalesOff);
+        // the stored values are q6 + 32: subtract 32 * sum_g scales[g] * bsums[g] once
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
+        const int offset = hsum(_mm256_madd_epi16(sc16, load256(xb.bsums)));
+
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < kQK_K / kQ6_KHalf; ++h) {
+            const uint8_t* ql = w + h * (kQ6_KHalf / 2);
+            const __m256i l0 = load256(ql), l1 = load256(ql + kQ6_KRun);
+            const __m256i qh = load256(w + kQ6_KQhOff + h * (kQ6_KHalf / 4));
+            const __m256i quarter[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
+            };
+            for (int g = 0; g < 4; ++g) {
+                const int64_t v0 = h * kQ6_KHalf + g * kQ6_KRun;  // first value; scales v0/16, v0/16 + 1
+                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(scales[v0 / 16 + 1]), _mm_set1_epi16(scales[v0 / 16]));
+                const __m256i p = _mm256_maddubs_epi16(quarter[g], load256(xb.qs + v0));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        const __m256 total = _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, _mm256_setr_epi32(kQ6Offset * offset, 0, 0, 0, 0, 0, 0, 0)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w + kQ6_KDOff) * xb.d), total, acc);
+    }
+    return hsum(acc);
+}
+
+// Float formats: 32 values per step in four accumulators, then 8 at a time, then one by one.
+// Load8 widens 8 stored values to floats; Load1 one value.
+template <int64_t kBytes, __m256 (*Load8)(const uint8_t*), float (*Load1)(const uint8_t*)>
+float dot_float(const uint8_t* w, const float* x, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int j = 0; j < 4; ++j) {
+            acc[j] = _mm256_fmadd_ps(Load8(w + (i + 8 * j) * kBytes), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(Load8(w + i * kBytes), _mm256_loadu_ps(x + i), acc[0]);
+    float tail = 0.0f;
+    for (; i < n; ++i) tail += Load1(w + i * kBytes) * x[i];
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + tail;
+}
+
+inline __m256 f32x8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+inline __m256 f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 bf16x8(const uint8_t* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline float f32x1(const uint8_t* p) {
+    float v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline float bf16x1(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, sizeof h);
+    const uint32_t bits = static_cast<uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+}  // namespace
+
+const DotTable kDotAvx2 = {
+    Isa::kAvx2, "avx2", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k,
+    dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
+};
+
+}  // namespace edgegen
+#endif
