@@ -33,6 +33,8 @@ _SUFFIX = {"cpp": "", "numba": "", "ref": "_ref"}
 class Kernels:
     name: str
     int8_act: bool           # matmul rounds activations to 8 bits for block formats (matmul_act_q8_ref)
+    isa: str                 # the C++ dot table ("auto" = best for this CPU); "" for numba / ref
+    compiled: object | None  # the C++ module (its whole-model forward, make_decoder) or None
     matmul: Callable
     get_rows: Callable
     rmsnorm: Callable
@@ -57,4 +59,6 @@ def load_kernels(name: str = "cpp") -> Kernels:
         if isa != "auto" and isa not in module.isa_names():
             raise UsageError(f"kernels '{name}': this CPU does not run {isa} (it runs: {', '.join(module.isa_names())})")
         fns["matmul"] = functools.partial(module.matmul, isa=isa, int8_act=int8_act)
-    return Kernels(name=name, int8_act=int8_act, **fns)
+    else:
+        isa = ""
+    return Kernels(name=name, int8_act=int8_act, isa=isa, compiled=module if family == "cpp" else None, **fns)

@@ -123,3 +123,23 @@ def test_64_greedy_tokens_equal_transformers(tiny_hf, tiny_gguf, arch):
     ids = model.tokenizer.encode("Once upon a time")
     ours = [t.id for t in model.generate(ids, max_tokens=64, temperature=0.0, ignore_eos=True)]
     assert ours == hf_greedy(hf_model(tiny_hf(arch)), ids, 64)
+
+
+@pytest.mark.parametrize("quant", ["f32", "q8_0", "q4_k_m"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("kernels", ["cpp", "cpp-scalar", "cpp-float"])
+def test_compiled_forward_equals_python_loop(tiny_gguf, arch, quant, kernels):
+    """The one-call C++ forward runs the same kernels in the same order as llama.forward:
+    prefill and decode logits are bit-identical, and so are the KV caches."""
+    path = tiny_gguf(arch, quant)
+    fast = edgegen.load(path, threads=2, kernels=kernels)
+    loop = edgegen.load(path, threads=2, kernels=kernels, compiled=False)
+    assert fast.compiled is not None and loop.compiled is None
+    ids = fast.tokenizer.encode(PROMPT)
+    a, b = fast.new_session(), loop.new_session()
+    np.testing.assert_array_equal(a.eval(ids[:-3], all_logits=True), b.eval(ids[:-3], all_logits=True))
+    for t in ids[-3:]:
+        np.testing.assert_array_equal(a.eval([t]), b.eval([t]))
+    assert a.n_past == b.n_past == len(ids)
+    np.testing.assert_array_equal(a.cache.k[:, :, :len(ids)], b.cache.k[:, :, :len(ids)])
+    np.testing.assert_array_equal(a.cache.v[:, :, :len(ids)], b.cache.v[:, :, :len(ids)])

@@ -37,7 +37,10 @@ class NativeSession:
         if self.n_past + len(ids) > self.n_ctx:
             raise ContextLengthError(f"{len(ids)} tokens after {self.n_past} exceed the context of {self.n_ctx}")
         m = self._model
-        logits = llama.forward(m.config, m.weights, m.kernels, self.cache, ids, self.n_past, m.threads, all_logits)
+        if m.compiled is not None:
+            logits = m.compiled(self.cache, ids, self.n_past, m.threads, all_logits)
+        else:
+            logits = llama.forward(m.config, m.weights, m.kernels, self.cache, ids, self.n_past, m.threads, all_logits)
         return logits if all_logits else logits[0]
 
 
@@ -45,12 +48,15 @@ class NativeModel:
     backend = "native"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, kernels: str = "cpp",
-                 n_ctx: int | None = None):
+                 n_ctx: int | None = None, compiled: bool = True):
         self.file = GGUFFile.open(path)
         self.config = llama.LlamaConfig.from_gguf(self.file)
         self.weights = llama.Weights.from_gguf(self.file, self.config)
         self.tokenizer = Tokenizer.from_metadata(self.file.metadata, source=self.file.path.name)
         self.kernels = load_kernels(kernels)
+        # C++ kernels run the whole forward in one call; `compiled=False` keeps the Python loop
+        self.compiled = llama.CompiledForward(self.config, self.weights, self.kernels) if (
+            compiled and self.kernels.compiled is not None) else None
         self.threads = _threads(threads)
         if n_ctx is not None and not 1 <= n_ctx <= self.config.context_length:
             raise UsageError(f"n_ctx must be between 1 and the model's context length {self.config.context_length}, found {n_ctx}")

@@ -188,3 +188,27 @@ def forward(c: LlamaConfig, w: Weights, k: Kernels, cache: KVCache, tokens: np.n
     normed = np.empty_like(rows)
     k.rmsnorm(np.ascontiguousarray(rows), w.output_norm, c.rms_eps, normed, threads)
     return _linear(k, w.output, normed, threads)
+
+
+class CompiledForward:
+    """``forward`` as one C++ call per step (kernels/cpp/decoder.cpp): the same kernels in the
+    same order, so the logits equal ``forward``'s with the same C++ kernel table, bit for bit."""
+
+    def __init__(self, c: LlamaConfig, w: Weights, k: Kernels):
+        dims = (c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.n_rot, c.vocab_size, c.n_layers, int(c.rope_style))
+        mats = [(w.token_embd.data, int(w.token_embd.qtype)), (w.output.data, int(w.output.qtype))]
+        vecs: list[np.ndarray | None] = [w.output_norm]
+        for layer in w.layers:
+            mats += [(t.data, int(t.qtype)) for t in (layer.wq, layer.wk, layer.wv, layer.wo, layer.w_gate, layer.w_up, layer.w_down)]
+            vecs += [layer.attn_norm, layer.ffn_norm, layer.bq, layer.bk, layer.bv]
+        self._decoder = k.compiled.make_decoder(dims, c.rms_eps, c.rope_theta, mats, vecs)
+        self._options = dict(isa=k.isa, int8_act=k.int8_act)
+        self._vocab = c.vocab_size
+
+    def __call__(self, cache: KVCache, tokens: np.ndarray, pos0: int, threads: int, all_logits: bool) -> np.ndarray:
+        T = tokens.shape[0]
+        cache.check_all_layers(pos0, T)
+        logits = np.empty((T if all_logits else 1, self._vocab), dtype=np.float32)
+        self._decoder.forward(tokens, pos0, cache.k, cache.v, logits, all_logits, threads, **self._options)
+        cache.commit(pos0, T)
+        return logits

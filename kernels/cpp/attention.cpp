@@ -25,7 +25,9 @@ void attention(const float* q, const float* k_cache, const float* v_cache, int64
     const int64_t tasks = T * Hq;
     if (tasks == 0) return;
     const int64_t group = Hq / Hkv;
-    const int team = static_cast<int>(std::min<int64_t>(threads, tasks));
+    // work ~ query rows x heads x keys x head size (2 passes over the keys)
+    const int64_t work = tasks * (pos0 + T) * Dh * 2;
+    const int team = static_cast<int>(std::min<int64_t>(team_for(work, threads), tasks));
     const int64_t scratch_per_thread = padded_count<float>(Dh + kKeyTile);
     std::vector<float> scratch(static_cast<size_t>(team * scratch_per_thread));
 

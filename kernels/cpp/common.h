@@ -81,6 +81,16 @@ inline uint16_t f32_to_f16(float f) {
 // bfloat16 is the high half of a binary32.
 inline float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
 
+// Threads worth starting for `work` elementwise operations: waking a second thread costs a few
+// microseconds, as much as a few tens of thousands of multiply-adds, so a decode step's norms and
+// gates (a few thousand values) run on the calling thread alone.
+constexpr int64_t kWorkPerThread = 32768;
+
+inline int team_for(int64_t work, int threads) {
+    const int64_t useful = work / kWorkPerThread + 1;
+    return static_cast<int>(useful < threads ? useful : threads);
+}
+
 // Per-thread scratch regions are padded to whole cache lines plus one, so that two threads
 // never write the same line (false sharing would serialise their accumulators).
 constexpr int64_t kCacheLineBytes = 64;

@@ -20,6 +20,12 @@ void rmsnorm(const float* x, const float* weight, double eps, float* out, int64_
 void rope(float* x, const int32_t* positions, int64_t T, int64_t H, int64_t Dh, int64_t n_rot,
           double theta, int style, int threads);
 
+// The two halves of rope, for callers that rotate several tensors at the same positions:
+// cs, sn (T, n_rot/2) = cos, sin of positions[t] * theta^(-2i/n_rot); then the rotation.
+void rope_angles(const int32_t* positions, int64_t T, int64_t n_rot, double theta, double* cs, double* sn);
+void rope_rotate(float* x, const double* cs, const double* sn, int64_t T, int64_t H, int64_t Dh, int64_t n_rot,
+                 int style, int threads);
+
 // out = silu(gate) * up elementwise over n values; out may be gate or up.
 void swiglu(const float* gate, const float* up, float* out, int64_t n, int threads);
 

@@ -90,7 +90,8 @@ void dot_tiles(Dot dot_row, const uint8_t* w, int64_t row_bytes, int64_t N, int6
                int64_t act_stride, int64_t T, float* out, int threads) {
     const int64_t row_tiles = (N + kRowTile - 1) / kRowTile;
     const int64_t tasks = row_tiles * ((T + kTokenTile - 1) / kTokenTile);
-    const int team = static_cast<int>(std::min<int64_t>(threads, tasks));
+    // an integer multiply-add is a fraction of an elementwise operation: count 8 per unit of work
+    const int team = static_cast<int>(std::min<int64_t>(team_for(N * T * K / 8, threads), tasks));
 #pragma omp parallel for num_threads(team) schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
         const int64_t n0 = (task % row_tiles) * kRowTile, n1 = std::min(N, n0 + kRowTile);
@@ -136,7 +137,7 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
 void get_rows(const QuantFormat& fmt, const uint8_t* w, int64_t K,
               const int32_t* ids, int64_t T, float* out, int threads) {
     const int64_t row_bytes = fmt.row_bytes(K);
-    const int team = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(T, 1)));
+    const int team = static_cast<int>(std::min<int64_t>(team_for(T * K, threads), std::max<int64_t>(T, 1)));
 #pragma omp parallel for num_threads(team) schedule(static)
     for (int64_t t = 0; t < T; ++t) fmt.decode(w + ids[t] * row_bytes, out + t * K, K);
 }

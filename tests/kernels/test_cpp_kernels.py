@@ -218,3 +218,49 @@ def test_act_quant_survives_subnormal_and_non_finite_rows():
     out = np.empty((3, 8), np.float32)
     cpp.matmul(w, int(GGMLType.Q8_0), 64, x, out, threads=2)
     assert np.abs(out[0]).max() < 1e-30
+
+
+def tiny_decoder():
+    """A one-layer decoder over random F32 weights: dim 32, 4 heads of 8 (2 KV heads), ffn 48, vocab 40."""
+    rng = np.random.default_rng(3)
+    dims = (32, 4, 2, 8, 48, 8, 40, 1, 0)
+
+    def mat(rows, cols):
+        return (rng.standard_normal((rows, cols)).astype(np.float32).view(np.uint8), int(GGMLType.F32))
+
+    mats = [mat(40, 32), mat(40, 32), mat(32, 32), mat(16, 32), mat(16, 32), mat(32, 32), mat(48, 32), mat(48, 32),
+            mat(32, 48)]
+    vecs = [np.ones(32, np.float32), np.ones(32, np.float32), np.ones(32, np.float32), None, None, None]
+    return dims, mats, vecs
+
+
+def decoder_call(tokens=(1, 2), pos0=0, cache_shape=(1, 2, 8, 8), logits_rows=1, **change):
+    dims, mats, vecs = tiny_decoder()
+    d = cpp.make_decoder(change.get("dims", dims), 1e-5, 10000.0, change.get("mats", mats), change.get("vecs", vecs))
+    k = np.zeros(cache_shape, np.float32)
+    v = np.zeros(cache_shape, np.float32)
+    d.forward(np.asarray(tokens, np.int32), pos0, k, v, np.empty((logits_rows, 40), np.float32), False, 2)
+
+
+DECODER_BAD_CALLS = {
+    "token out of vocab": (lambda: decoder_call(tokens=(1, 40)), r"tokens\[1\] must be in \[0, vocab=40\)"),
+    "past the cache": (lambda: decoder_call(pos0=7), "pos0 \\+ T must fit the cache"),
+    "cache shape": (lambda: decoder_call(cache_shape=(1, 3, 8, 8)), "k_cache.shape\\[1\\] must equal n_kv_heads"),
+    "logits rows": (lambda: decoder_call(logits_rows=2), "logits.shape\\[0\\] must equal 1"),
+    "missing layer matrix": (lambda: decoder_call(mats=tiny_decoder()[1][:-1]), "mats must hold"),
+    "wrong matrix rows": (lambda: decoder_call(mats=tiny_decoder()[1][:2] + [tiny_decoder()[1][3]] + tiny_decoder()[1][3:]),
+                          r"mats\[2\].shape\[0\] must equal"),
+    "norm missing": (lambda: decoder_call(vecs=[None] + tiny_decoder()[2][1:]), r"vecs\[0\] must be a float32 array"),
+    "heads not a multiple": (lambda: decoder_call(dims=(32, 3, 2, 8, 48, 8, 40, 1, 0)), "multiple of n_kv_heads"),
+}
+
+
+@pytest.mark.parametrize("case", list(DECODER_BAD_CALLS))
+def test_decoder_bad_arguments_raise_value_error(case):
+    call, message = DECODER_BAD_CALLS[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_decoder_good_call_runs():
+    decoder_call()
