@@ -27,7 +27,11 @@ float quantize_run(const float* x, int8_t* q, int64_t n) {
 
 void quantize_q8(const float* x, BlockQ8* out, int64_t n) {
     for (int64_t b = 0; b < n / kQ8Values; ++b) {
-        out[b].d = f16_to_f32(f32_to_f16(quantize_run(x + b * kQ8Values, out[b].qs, kQ8Values)));
+        BlockQ8& blk = out[b];
+        blk.d = f16_to_f32(f32_to_f16(quantize_run(x + b * kQ8Values, blk.qs, kQ8Values)));
+        int sum = 0;
+        for (int64_t i = 0; i < kQ8Values; ++i) sum += blk.qs[i];
+        blk.d_sum8 = static_cast<float>(8 * sum) * blk.d;
     }
 }
 

@@ -43,13 +43,6 @@ inline __m256i dot_i8(__m256i a, __m256i b) {
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-// 32 bytes -> their low nibbles (first 16 bytes' low nibbles, then their high nibbles) for Q4_0.
-inline __m256i q4_0_values(const uint8_t* qs) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, kNibbleBits), raw);
-    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(kNibbleMask)), _mm256_set1_epi8(kQ4Offset));
-}
-
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Two blocks per step into two accumulators: independent FMA chains.
@@ -73,24 +66,38 @@ float dot_q8_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// Q4_0 as unsigned nibbles (0..15) times x, which maddubs takes directly; the stored offset of
+// 8 comes off once per block as dw * (8 * dx * sum(x)), precomputed in x.d_sum8.
+inline __m256i q4_0_nibbles(const uint8_t* qs) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, kNibbleBits), raw), _mm256_set1_epi8(kNibbleMask));
+}
+
+inline __m256 q4_0_block(const uint8_t* blk, const BlockQ8& xb) {
+    const __m256i pairs = _mm256_maddubs_epi16(q4_0_nibbles(blk + 2), load256(xb.qs));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
 float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     const int64_t nb = n / kQK;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float offset = 0.0f;
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
         const uint8_t* w0 = w + b * kQ4_0Bytes;
         const uint8_t* w1 = w0 + kQ4_0Bytes;
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(q4_0_values(w0 + 2), load256(x[b].qs)));
-        const __m256 p1 = _mm256_cvtepi32_ps(dot_i8(q4_0_values(w1 + 2), load256(x[b + 1].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), p1, acc1);
+        const float d0 = half_at(w0), d1 = half_at(w1);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_0_block(w0, x[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x[b + 1].d), q4_0_block(w1, x[b + 1]), acc1);
+        offset += d0 * x[b].d_sum8 + d1 * x[b + 1].d_sum8;
     }
     if (b < nb) {
         const uint8_t* w0 = w + b * kQ4_0Bytes;
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(q4_0_values(w0 + 2), load256(x[b].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
+        const float d0 = half_at(w0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_0_block(w0, x[b]), acc0);
+        offset += d0 * x[b].d_sum8;
     }
-    return hsum(_mm256_add_ps(acc0, acc1));
+    return hsum(_mm256_add_ps(acc0, acc1)) - offset;
 }
 
 // The 8 six-bit scales and 8 mins of a Q4_K block (layout: block_layout.h q4_k_scale_min),
