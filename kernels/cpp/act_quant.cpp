@@ -31,6 +31,7 @@ void quantize_q8(const float* x, BlockQ8* out, int64_t n) {
         blk.d = f16_to_f32(f32_to_f16(quantize_run(x + b * kQ8Values, blk.qs, kQ8Values)));
         int sum = 0;
         for (int64_t i = 0; i < kQ8Values; ++i) sum += blk.qs[i];
+        blk.sum = sum;
         blk.d_sum8 = static_cast<float>(8 * sum) * blk.d;
     }
 }

@@ -20,6 +20,7 @@ struct BlockQ8 {
     int8_t qs[kQ8Values];
     float d_sum8;  // 8 * d * sum(qs): Q4_0 stores its values offset by 8, so a dot can take
                    // unsigned nibbles and subtract this once per block
+    int32_t sum;   // sum(qs), the same offset in integers (the tiled products subtract it per lane)
 };
 
 struct BlockQ8K {

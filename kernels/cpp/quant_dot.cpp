@@ -84,10 +84,13 @@ namespace {
 constexpr int64_t kRowTile = 16;     // weight rows per tile (16 rows of 2048 Q4_0 values: 18 KiB)
 constexpr int64_t kTokenTile = 64;   // activation rows per tile
 
-// out[t * N + n] = dot(w row n, act + t * act_stride) over the tiled (N, T) plane.
-template <class Act, class Dot>
-void dot_tiles(Dot dot_row, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const Act* act,
+// out[t * N + n] = dot(w row n, act + t * act_stride) over the tiled (N, T) plane. With a `tile`
+// function (TileQ8) the inside of each task goes kTileRows x kTileTokens at a time and only its
+// edges one product at a time.
+template <class Act, class Dot, class Tile>
+void dot_tiles(Dot dot_row, Tile tile, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const Act* act,
                int64_t act_stride, int64_t T, float* out, int threads) {
+    static_assert(kRowTile % kTileRows == 0 && kTokenTile % kTileTokens == 0, "task tiles hold whole micro-tiles");
     const int64_t row_tiles = (N + kRowTile - 1) / kRowTile;
     const int64_t tasks = row_tiles * ((T + kTokenTile - 1) / kTokenTile);
     // an integer multiply-add is a fraction of an elementwise operation: count 8 per unit of work
@@ -96,24 +99,37 @@ void dot_tiles(Dot dot_row, const uint8_t* w, int64_t row_bytes, int64_t N, int6
     for (int64_t task = 0; task < tasks; ++task) {
         const int64_t n0 = (task % row_tiles) * kRowTile, n1 = std::min(N, n0 + kRowTile);
         const int64_t t0 = (task / row_tiles) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
+        // the part covered by whole micro-tiles (empty without a tile function or for T = 1)
+        const bool tiled = tile != nullptr && T > 1;
+        const int64_t n_end = tiled ? n0 + (n1 - n0) / kTileRows * kTileRows : n0;
+        const int64_t t_end = tiled ? t0 + (t1 - t0) / kTileTokens * kTileTokens : t0;
+        for (int64_t n = n0; n < n_end; n += kTileRows) {
+            for (int64_t t = t0; t < t_end; t += kTileTokens) {
+                tile(w + n * row_bytes, row_bytes, act + t * act_stride, act_stride, K, out + t * N + n, N);
+            }
+        }
         for (int64_t n = n0; n < n1; ++n) {
             const uint8_t* row = w + n * row_bytes;
-            for (int64_t t = t0; t < t1; ++t) out[t * N + n] = dot_row(row, act + t * act_stride, K);
+            for (int64_t t = (n < n_end ? t_end : t0); t < t1; ++t) out[t * N + n] = dot_row(row, act + t * act_stride, K);
         }
     }
 }
 
 // Activation rows x (T, K) quantized to Block blocks of kValues, then the tiled dot products.
-template <class Block, int64_t kValues, void (*Quantize)(const float*, Block*, int64_t), class Dot>
-void matmul_int8(Dot dot_row, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x, int64_t T,
+template <class Block, int64_t kValues, void (*Quantize)(const float*, Block*, int64_t), class Dot, class Tile>
+void matmul_int8(Dot dot_row, Tile tile, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x, int64_t T,
                  float* out, int threads) {
     const int64_t per_row = K / kValues;
     std::vector<Block> act(static_cast<size_t>(T * per_row));
     const int team = static_cast<int>(std::min<int64_t>(threads, T));
 #pragma omp parallel for num_threads(team) schedule(static) if (T > 1)
     for (int64_t t = 0; t < T; ++t) Quantize(x + t * K, act.data() + t * per_row, K);
-    dot_tiles(dot_row, w, row_bytes, N, K, act.data(), per_row, T, out, threads);
+    dot_tiles(dot_row, tile, w, row_bytes, N, K, act.data(), per_row, T, out, threads);
 }
+
+// "No tile function" for activation type Act.
+template <class Act>
+constexpr void (*kNoTile)(const uint8_t*, int64_t, const Act*, int64_t, int64_t, float*, int64_t) = nullptr;
 
 }  // namespace
 
@@ -123,13 +139,13 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
     const int64_t rb = fmt.row_bytes(K);
     if (dots == nullptr) return matmul_decoded(fmt, w, N, K, x, T, out, threads);
     switch (fmt.qtype) {
-        case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, w, rb, N, K, x, T, out, threads);
-        case kQ4_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, w, rb, N, K, x, T, out, threads);
-        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, w, rb, N, K, x, T, out, threads);
-        case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, w, rb, N, K, x, T, out, threads);
-        case kF32: return dot_tiles(dots->f32, w, rb, N, K, x, K, T, out, threads);
-        case kF16: return dot_tiles(dots->f16, w, rb, N, K, x, K, T, out, threads);
-        case kBF16: return dot_tiles(dots->bf16, w, rb, N, K, x, K, T, out, threads);
+        case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
+        case kQ4_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
+        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
+        case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
+        case kF32: return dot_tiles(dots->f32, kNoTile<float>, w, rb, N, K, x, K, T, out, threads);
+        case kF16: return dot_tiles(dots->f16, kNoTile<float>, w, rb, N, K, x, K, T, out, threads);
+        case kBF16: return dot_tiles(dots->bf16, kNoTile<float>, w, rb, N, K, x, K, T, out, threads);
         default: return matmul_decoded(fmt, w, N, K, x, T, out, threads);  // Q4_1: no integer dot yet
     }
 }

@@ -23,6 +23,14 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kNeon = 2 };
 using DotQ8 = float (*)(const uint8_t* w, const BlockQ8* x, int64_t n);
 using DotQ8K = float (*)(const uint8_t* w, const BlockQ8K* x, int64_t n);
 using DotF32 = float (*)(const uint8_t* w, const float* x, int64_t n);
+// A register-blocked tile for prompt processing: kTileRows weight rows (row_bytes apart) times
+// kTileTokens activation rows (x_stride blocks apart); out[c * out_stride + r] = dot(row r, x_c).
+// Each weight block is unpacked once for kTileTokens products, each x block loaded once for
+// kTileRows: the products, not the loads, are what remains.
+constexpr int kTileRows = 2;
+constexpr int kTileTokens = 4;
+using TileQ8 = void (*)(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_stride, int64_t n,
+                        float* out, int64_t out_stride);
 
 struct DotTable {
     Isa isa;
@@ -34,6 +42,8 @@ struct DotTable {
     DotF32 f32;
     DotF32 f16;
     DotF32 bf16;
+    TileQ8 q8_0_tile;  // optional (nullptr: the one-row functions are used)
+    TileQ8 q4_0_tile;
 };
 
 extern const DotTable kDotScalar;

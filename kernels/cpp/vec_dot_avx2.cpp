@@ -100,6 +100,43 @@ float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return hsum(_mm256_add_ps(acc0, acc1)) - offset;
 }
 
+// Prompt tiles (vec_dot.h TileQ8). Per block: each row's weights unpacked once, each token's
+// activations loaded once, then kTileRows x kTileTokens products into as many accumulators.
+// Q8_0 products use the sign trick (dot_i8); Q4_0 products take the unsigned nibbles and subtract
+// the token's block sum from each of the 8 int32 lanes (8 x sum = the stored offset of 8), exactly.
+template <bool kQ4>
+void tile_q8(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_stride, int64_t n, float* out,
+             int64_t out_stride) {
+    constexpr int64_t kBytes = kQ4 ? kQ4_0Bytes : kQ8_0Bytes;
+    __m256 acc[kTileRows][kTileTokens];
+    for (auto& row : acc) {
+        for (auto& a : row) a = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < n / kQK; ++b) {
+        __m256i xq[kTileTokens];
+        for (int c = 0; c < kTileTokens; ++c) xq[c] = load256(x[c * x_stride + b].qs);
+        for (int r = 0; r < kTileRows; ++r) {
+            const uint8_t* blk = w + r * row_bytes + b * kBytes;
+            const float dw = half_at(blk);
+            const __m256i wq = kQ4 ? q4_0_nibbles(blk + 2) : _mm256_sign_epi8(load256(blk + 2), load256(blk + 2));
+            for (int c = 0; c < kTileTokens; ++c) {
+                const BlockQ8& xb = x[c * x_stride + b];
+                __m256i p;
+                if (kQ4) {
+                    p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), ones), _mm256_set1_epi32(xb.sum));
+                } else {
+                    p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, _mm256_sign_epi8(xq[c], load256(blk + 2))), ones);
+                }
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), _mm256_cvtepi32_ps(p), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < kTileRows; ++r) {
+        for (int c = 0; c < kTileTokens; ++c) out[c * out_stride + r] = hsum(acc[r][c]);
+    }
+}
+
 // The 8 six-bit scales and 8 mins of a Q4_K block (layout: block_layout.h q4_k_scale_min),
 // unpacked four at a time with 32-bit masks.
 inline void q4_k_unpack(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
@@ -227,6 +264,7 @@ inline float bf16x1(const uint8_t* p) {
 const DotTable kDotAvx2 = {
     Isa::kAvx2, "avx2", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k,
     dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
+    tile_q8<false>, tile_q8<true>,
 };
 
 }  // namespace edgegen

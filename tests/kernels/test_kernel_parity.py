@@ -94,12 +94,18 @@ def test_matmul(impl, qtype):
                 assert_matmul_close(w, qtype, K, x, out, f"{qtype.name} K={K} N={N} T={T}", impl.int8_act)
 
 
-@pytest.mark.parametrize("qtype", [GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K],
-                         ids=lambda q: q.name)
+# Formats whose prompt products run as register tiles (cpp/vec_dot.h TileQ8) on SIMD tables: the
+# same integer sums, added in another order than the one-row decode dot.
+TILED = {GGMLType.Q8_0, GGMLType.Q4_0}
+
+
+@pytest.mark.parametrize("qtype", [GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K,
+                                   GGMLType.Q6_K], ids=lambda q: q.name)
 def test_matmul_batch_rows_equal_single_rows(impl, qtype):
-    """Row t of a T-row product is bit-identical to the product of x[t] alone (prefill == decode)."""
+    """Row t of a T-row product equals the product of x[t] alone (prefill == decode): bit for bit,
+    or to float32 summation (1e-6 of sum |w x|) where a SIMD table tiles the prompt product."""
     rng = np.random.default_rng(7)
-    N, K, T = 23, 512, 7
+    N, K, T = 23, 512, 9
     w = make_weights(qtype, N, K, rng)
     x = rng.standard_normal((T, K)).astype(np.float32)
     full = np.empty((T, N), dtype=np.float32)
@@ -107,7 +113,11 @@ def test_matmul_batch_rows_equal_single_rows(impl, qtype):
     for t in range(T):
         one = np.empty((1, N), dtype=np.float32)
         impl.matmul(w, int(qtype), K, x[t:t + 1], one, threads=1)
-        np.testing.assert_array_equal(one[0], full[t])
+        if qtype in TILED and impl.name in ("cpp", "cpp-avx2"):
+            scale = np.abs(x[t]) @ np.abs(dequantize(w, qtype, K)).T
+            assert (np.abs(one[0] - full[t]) <= 1e-6 * scale).all()
+        else:
+            np.testing.assert_array_equal(one[0], full[t])
 
 
 # --------------------------------------------------------------------------------------------
