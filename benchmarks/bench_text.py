@@ -32,6 +32,7 @@ import bandwidth                                     # noqa: E402  (needs the pa
 import engines                                       # noqa: E402
 import models                                        # noqa: E402
 import report                                        # noqa: E402
+import startup                                       # noqa: E402
 import traffic                                       # noqa: E402
 
 ENGINES = {"edgegen": engines.EDGEGEN, "llamacpp": engines.LLAMA_CPP}
@@ -129,7 +130,18 @@ def agreement(shape, quant: str, threads: int, path: Path, prompt: list[int],
                             float(diff), match, len(ours.tokens), check.worst_rank, check.worst_gap, repeatable)
 
 
-def bench_file(shape, quant: str, args, bw: dict[int, float]) -> tuple[list[report.Case], list[report.Agreement]]:
+def startups(shape, quant: str, path: Path, args, tr) -> list[report.Startup]:
+    """Cold start and peak RSS of each engine at the largest thread count, in fresh processes."""
+    threads, n_ctx = max(args.threads), args.prompt + args.decode
+    rows = []
+    for engine in args.engines:
+        first, rss = startup.measure(engine, path, threads, n_ctx)
+        rows.append(report.Startup(shape.name, quant, engine, threads, first, rss, tr.file_bytes, tr.kv_bytes(engine, n_ctx)))
+        _log(f"{shape.name} {quant} {engine}: first token after {first:.2f} s, peak RSS {rss / report.MIB:.0f} MiB")
+    return rows
+
+
+def bench_file(shape, quant: str, args, bw: dict[int, float]) -> tuple[list, list, list]:
     path = models.build_gguf(shape, quant, args.cache_dir, rebuild=args.rebuild, log=_log)
     tr = traffic.decode_traffic(path)
     prompt = engines.random_prompt(shape.vocab, args.prompt, engines.PROMPT_SEED)
@@ -148,7 +160,7 @@ def bench_file(shape, quant: str, args, bw: dict[int, float]) -> tuple[list[repo
             cases.append(case)
         if len(results) == len(ENGINES):
             agreements.append(agreement(shape, quant, threads, path, prompt, results))
-    return cases, agreements
+    return cases, agreements, startups(shape, quant, path, args, tr)
 
 
 def _log(text: str) -> None:
@@ -160,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     args.engines = available_engines(args.engines)
     bw = {t: bandwidth.read_bandwidth(t) for t in args.threads}
     machine = report.machine(bw)
-    cases, agreements = [], []
+    cases, agreements, starts = [], [], []
     for name in args.models:
         for quant in args.quants:
-            c, a = bench_file(models.shape_for(name), quant, args, bw)
+            c, a, s = bench_file(models.shape_for(name), quant, args, bw)
             cases += c
             agreements += a
+            starts += s
     command = "python benchmarks/bench_text.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(f"{command}\n\n{report.machine_text(machine)}\n\n{report.speed_table(cases)}\n\n{report.NOTES}\n\n"
           f"{report.traffic_table(cases)}")
@@ -174,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
               f"logits along the same tokens, 0 / 0 = always llama.cpp's argmax):\n\n"
               f"{report.agreement_table(agreements)}")
     if any(c.engine_pp_s for c in cases):
-        print(f"\nllama.cpp wall time against its own counters (llama_perf_context):\n\n{report.overhead_table(cases)}")
+        print(f"\nWall time against each engine's own timer (llama.cpp: llama_perf_context; edgegen: its C++ "
+              f"forward call):\n\n{report.overhead_table(cases)}")
+    print(f"\nCold start (process start to first token, file in the page cache) and peak RSS, fresh processes:\n\n"
+          f"{report.startup_table(starts)}")
     if args.json:
         record = {"command": command, "machine": machine, "cases": [asdict(c) for c in cases],
-                  "agreement": [asdict(a) for a in agreements]}
+                  "agreement": [asdict(a) for a in agreements], "startup": [asdict(r) for r in starts]}
         args.json.write_text(json.dumps(record, indent=1))
     return 0
 

@@ -10,9 +10,9 @@ both engines. Greedy is ``np.argmax`` on the returned logits in both: no sampler
 
 What the timings include: the Python call into the engine, its forward pass and, for
 llama.cpp, copying nothing (its logits are read in place); for edgegen, the logits array it
-allocates. Excluded: model load and KV cache allocation (callers also drop a warm-up run). For llama.cpp
-the engine's own counters (``llama_perf_context``) are read too, so the report can state how
-much of the wall time is Python overhead.
+allocates. Excluded: model load and KV cache allocation (callers also drop a warm-up run). Each
+engine's own timer is read too (llama.cpp: ``llama_perf_context``; edgegen: the time inside its
+one C++ forward call), so the report can state how much of the wall time is Python overhead.
 """
 from __future__ import annotations
 
@@ -48,15 +48,23 @@ class EdgegenRunner:
         self.model = edgegen.load(path, threads=threads, kernels=kernels, n_ctx=n_ctx)
         self.vocab = self.model.config.vocab_size
         self.session = self.model.new_session()
+        self._engine_s: list[float] = []    # time inside the C++ forward, per eval call
 
     def reset(self) -> None:
         self.session = self.model.new_session()      # a fresh KV cache, allocated outside the timing
+        self._engine_s = []
 
     def eval(self, ids) -> np.ndarray:
-        return self.session.eval(ids)
+        logits = self.session.eval(ids)
+        if self.model.compiled is not None:
+            self._engine_s.append(self.model.compiled.last_seconds)
+        return logits
 
     def perf(self) -> tuple[float | None, float | None]:
-        return None, None
+        """Seconds inside the C++ forward: the prefill call, and the decode calls together."""
+        if not self._engine_s:
+            return None, None
+        return self._engine_s[0], sum(self._engine_s[1:])
 
     def close(self) -> None:
         pass

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from gguf import GGUF_MAGIC, GGUFValueType
@@ -19,9 +20,11 @@ from edgegen.errors import ModelFileError
 if TYPE_CHECKING:
     import gguf
 
-__all__ = ["metadata_from_reader", "read_metadata"]
+__all__ = ["TensorInfo", "metadata_from_reader", "read_header", "read_metadata"]
 
 SUPPORTED_VERSIONS = (2, 3)
+DEFAULT_ALIGNMENT = 32      # general.alignment when the file does not set it
+MAX_DIMS = 4                # ggml tensors have at most 4 dimensions
 _BYTE_ORDER_PROBE = 0xFFFF  # a version whose low 16 bits are 0 was written in the other byte order
 
 # Fixed-size value types: (struct code, NumPy dtype).
@@ -67,15 +70,37 @@ class _Cursor:
         return ModelFileError(f"{self.source}: metadata '{self.key}' at byte {self.offset}: {what}")
 
     def take(self, n: int) -> bytes:
+        self.ensure(n)
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        self.offset += n
+        return data
+
+    def ensure(self, n: int) -> None:
+        """Make the next ``n`` bytes available in ``buf`` from ``pos`` on (or fail: truncated)."""
         if self.offset + n > self.size:
             raise self.fail(f"needs {n} bytes but the file ends at byte {self.size} (truncated?)")
         if self.pos + n > len(self.buf):
             self.buf = self.buf[self.pos:] + self.f.read(max(n, self.CHUNK))
             self.pos = 0
-        data = self.buf[self.pos:self.pos + n]
-        self.pos += n
-        self.offset += n
-        return data
+
+    def strings(self, count: int) -> list[str]:
+        """``count`` strings in a row (a vocabulary: tens of thousands), read straight from the buffer."""
+        length = struct.Struct(self.order + "Q")
+        out = []
+        for _ in range(count):
+            self.ensure(length.size)
+            (n,) = length.unpack_from(self.buf, self.pos)
+            self.ensure(length.size + n)
+            start = self.pos + length.size
+            raw = self.buf[start:start + n]
+            self.pos = start + n
+            self.offset += length.size + n
+            try:
+                out.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise self.fail(f"string {len(out)} is not valid UTF-8 (byte {e.start}: {e.reason})") from None
+        return out
 
     def scalar(self, vtype: GGUFValueType) -> Any:
         code = self.order + _SCALARS[vtype][0]
@@ -108,8 +133,61 @@ class _Cursor:
         if item_type in _SCALARS:
             dtype = np.dtype(_SCALARS[item_type][1]).newbyteorder(self.order)
             return np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype).tolist()
-        read: Callable[[], Any] = self.string if item_type == GGUFValueType.STRING else self.array
-        return [read() for _ in range(count)]
+        if item_type == GGUFValueType.STRING:
+            return self.strings(count)
+        return [self.array() for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor-info record: ``dims`` in ggml order (dims[0] is the row length), ``offset``
+    the absolute file position of its data."""
+    name: str
+    dims: tuple[int, ...]
+    type_id: int
+    offset: int
+
+
+def read_header(path: str | os.PathLike, source: str | None = None) -> tuple[dict[str, Any], list[TensorInfo]]:
+    """Metadata and tensor infos of the GGUF file at ``path`` (tensor data is not read).
+
+    Offsets are absolute: the data section starts at the first multiple of ``general.alignment``
+    after the infos. Only little-endian files are accepted (the kernels read data in place).
+    """
+    source = source or os.path.basename(os.fspath(path))
+    try:
+        with open(path, "rb") as f:
+            cur = _Cursor(f, os.fstat(f.fileno()).st_size, source)
+            meta = _parse(cur)
+            if cur.order != "<":
+                raise ModelFileError(f"{source}: big-endian GGUF files are not supported (edgegen reads tensor data in place)")
+            raw = [_tensor_info(cur, i) for i in range(meta["GGUF.tensor_count"])]
+    except OSError as e:
+        raise ModelFileError(f"{source}: cannot read GGUF file ({e.strerror or e})") from None
+    alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise ModelFileError(f"{source}: metadata 'general.alignment' must be a power of two, found {alignment!r}")
+    start = -(-cur.offset // alignment) * alignment
+    infos, seen = [], set()
+    for name, dims, type_id, offset in raw:
+        if name in seen:
+            raise ModelFileError(f"{source}: tensor '{name}' appears twice")
+        if offset % alignment:
+            raise ModelFileError(f"{source}: tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}")
+        seen.add(name)
+        infos.append(TensorInfo(name=name, dims=dims, type_id=type_id, offset=start + offset))
+    return meta, infos
+
+
+def _tensor_info(cur: _Cursor, index: int) -> tuple[str, tuple[int, ...], int, int]:
+    cur.key = f"tensor info {index}"
+    name = cur.string()
+    cur.key = f"tensor info '{name}'"
+    n_dims = cur.scalar(GGUFValueType.UINT32)
+    if not 1 <= n_dims <= MAX_DIMS:
+        raise cur.fail(f"has {n_dims} dimensions; expected 1 to {MAX_DIMS}")
+    dims = tuple(cur.scalar(GGUFValueType.UINT64) for _ in range(n_dims))
+    return name, dims, cur.scalar(GGUFValueType.UINT32), cur.scalar(GGUFValueType.UINT64)
 
 
 def read_metadata(path: str | os.PathLike, source: str | None = None) -> dict[str, Any]:
