@@ -6,7 +6,7 @@ The child imports the engine, loads the GGUF file, prefills an 8-token prompt an
 first token greedily, then prints ``FIRST``; the parent times that from the moment it starts
 the process (interpreter start-up and imports included, for both engines alike). The child
 then decodes ``N_DECODE`` tokens and reports its peak resident set (``ru_maxrss``: file pages
-it touched, the KV cache, and everything else).
+it touched, the KV cache, and everything else: ``VmHWM`` of /proc/self/status, Linux).
 The file is read once beforehand, so both engines start with it in the page cache.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ N_DECODE = 32
 KIB = 1024
 
 _CHILD = r"""
-import resource, sys
+import sys
 import numpy as np
 engine, path, threads, n_ctx, n_decode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 prompt = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -40,7 +40,9 @@ tok = int(np.argmax(step(prompt)))
 print("FIRST", flush=True)
 for _ in range(n_decode):
     tok = int(np.argmax(step([tok])))
-print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+# VmHWM: this process's peak resident set (ru_maxrss would carry the parent's peak across exec)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("RSS", int(hwm.split()[1]), flush=True)
 """
 
 
