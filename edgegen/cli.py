@@ -7,7 +7,7 @@ from collections import Counter
 
 import edgegen
 from edgegen.errors import EdgegenError, ModelFileError, UsageError
-from edgegen.kernels import KERNEL_NAMES
+from edgegen.kernels import KERNEL_NAMES, simd_summary
 
 CONVERT_QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
 DEMO_MODEL = "demo-tiny-llama.gguf"
@@ -92,6 +92,7 @@ def cmd_info(a: argparse.Namespace) -> None:
     print(f"parameters    {n_params / 1e6:.2f} M; vocab {c.vocab_size}; tied embeddings {'yes' if c.tied_embeddings else 'no'}")
     print(f"tensor types  {', '.join(f'{k} x{v}' for k, v in sorted(types.items()))}")
     print(f"tokenizer     {tok.describe()}")
+    print(f"kernels       {simd_summary()}")
 
 
 def cmd_convert(a: argparse.Namespace) -> None:

@@ -62,3 +62,12 @@ def load_kernels(name: str = "cpp") -> Kernels:
     else:
         isa = ""
     return Kernels(name=name, int8_act=int8_act, isa=isa, compiled=module if family == "cpp" else None, **fns)
+
+
+def simd_summary() -> str:
+    """Which C++ dot-product table ``load_kernels("cpp")`` uses on this CPU, and what else it runs."""
+    try:
+        cpp = importlib.import_module(_MODULES["cpp"])
+    except ImportError:
+        return "C++ extension not built (numba and ref kernels only)"
+    return f"C++ dot products: {cpp.best_isa()} (this CPU runs: {', '.join(cpp.isa_names())})"

@@ -39,6 +39,8 @@ def test_info_describes_the_file(tiny_gguf, capsys):
     assert "qwen2: 2 layers, hidden 64, heads 4 (kv 2)" in out
     assert "tensor types" in out and "Q8_0" in out and "F32" in out
     assert "tokenizer     gpt2 (byte-level BPE)" in out
+    from edgegen.kernels import _cpp
+    assert f"C++ dot products: {_cpp.best_isa()}" in out
 
 
 def test_convert_writes_a_loadable_file_and_reports_errors(tiny_hf, tmp_path, capsys):

@@ -87,7 +87,7 @@ def test_f16_logits_close_to_transformers(tiny_hf, tiny_gguf, arch):
 
 # Float activations: only float32 summation differs from the reference. 8-bit activations (the
 # default kernels, as llama.cpp's CPU path): each product carries the activation rounding too.
-ACTIVATION_TOLERANCE = {"cpp-float": 1e-4, "cpp": 5e-2}
+ACTIVATION_TOLERANCE = {"cpp-float": 1e-4, "cpp": 5e-2, "cpp-scalar": 5e-2}
 
 
 @pytest.mark.parametrize("kernels", ACTIVATION_TOLERANCE)
