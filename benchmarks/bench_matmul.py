@@ -22,7 +22,7 @@ from kernel_data import make_weights  # noqa: E402  (the tests' random valid blo
 from edgegen.constants import GGMLType  # noqa: E402
 from edgegen.kernels import _cpp  # noqa: E402
 
-TYPES = [GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K]
+TYPES = "F16,Q8_0,Q4_0,Q4_K,Q6_K"
 K = 2048
 CACHED_ROWS = 4096          # 4096 x 2048: 2.4 to 17 MB, inside the 32 MB L3
 STREAMED_ROWS = 32768       # 8x that: read from memory on every call
@@ -49,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", default="1,2")
     p.add_argument("--isa", default="auto", help=f"dot table: auto or one of {_cpp.isa_names()}")
+    p.add_argument("--types", default=TYPES, help="GGML types, comma-separated")
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     rng = np.random.default_rng(0)
     print(f"isa {args.isa} (best here: {_cpp.best_isa()}); K = {K}\n")
     print("| type | threads | cached ns/32 values | cached GB/s | streamed ns/32 values | streamed GB/s | prefill GFLOP/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for qtype in TYPES:
+    for qtype in [GGMLType[t] for t in args.types.split(",")]:
         mats = {rows: weights(qtype, rows, rng) for rows in (CACHED_ROWS, STREAMED_ROWS)}
         x1 = rng.standard_normal((1, K)).astype(np.float32)
         xp = rng.standard_normal((PREFILL_T, K)).astype(np.float32)

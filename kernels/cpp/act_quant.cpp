@@ -32,7 +32,6 @@ void quantize_q8(const float* x, BlockQ8* out, int64_t n) {
         int sum = 0;
         for (int64_t i = 0; i < kQ8Values; ++i) sum += blk.qs[i];
         blk.sum = sum;
-        blk.d_sum8 = static_cast<float>(8 * sum) * blk.d;
     }
 }
 

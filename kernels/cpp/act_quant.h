@@ -18,9 +18,8 @@ constexpr int64_t kQ8KGroups = kQ8KValues / 16;
 struct BlockQ8 {
     float d;
     int8_t qs[kQ8Values];
-    float d_sum8;  // 8 * d * sum(qs): Q4_0 stores its values offset by 8, so a dot can take
-                   // unsigned nibbles and subtract this once per block
-    int32_t sum;   // sum(qs), the same offset in integers (the tiled products subtract it per lane)
+    int32_t sum;   // sum(qs): Q4_0 stores its values offset by 8, so a dot can take unsigned
+                   // nibbles and subtract 8 * sum (in integers, exactly)
 };
 
 struct BlockQ8K {

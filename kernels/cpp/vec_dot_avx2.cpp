@@ -67,7 +67,7 @@ float dot_q8_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
 }
 
 // Q4_0 as unsigned nibbles (0..15) times x, which maddubs takes directly; the stored offset of
-// 8 comes off once per block as dw * (8 * dx * sum(x)), precomputed in x.d_sum8.
+// 8 comes off as sum(x) from each of the 8 int32 lanes (8 * sum(x) in all), exactly.
 inline __m256i q4_0_nibbles(const uint8_t* qs) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, kNibbleBits), raw), _mm256_set1_epi8(kNibbleMask));
@@ -75,29 +75,25 @@ inline __m256i q4_0_nibbles(const uint8_t* qs) {
 
 inline __m256 q4_0_block(const uint8_t* blk, const BlockQ8& xb) {
     const __m256i pairs = _mm256_maddubs_epi16(q4_0_nibbles(blk + 2), load256(xb.qs));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+    const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, _mm256_set1_epi32(xb.sum)));
 }
 
 float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     const int64_t nb = n / kQK;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float offset = 0.0f;
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
         const uint8_t* w0 = w + b * kQ4_0Bytes;
         const uint8_t* w1 = w0 + kQ4_0Bytes;
-        const float d0 = half_at(w0), d1 = half_at(w1);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_0_block(w0, x[b]), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x[b + 1].d), q4_0_block(w1, x[b + 1]), acc1);
-        offset += d0 * x[b].d_sum8 + d1 * x[b + 1].d_sum8;
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), q4_0_block(w0, x[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), q4_0_block(w1, x[b + 1]), acc1);
     }
     if (b < nb) {
         const uint8_t* w0 = w + b * kQ4_0Bytes;
-        const float d0 = half_at(w0);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_0_block(w0, x[b]), acc0);
-        offset += d0 * x[b].d_sum8;
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), q4_0_block(w0, x[b]), acc0);
     }
-    return hsum(_mm256_add_ps(acc0, acc1)) - offset;
+    return hsum(_mm256_add_ps(acc0, acc1));
 }
 
 // Prompt tiles (vec_dot.h TileQ8). Per block: each row's weights unpacked once, each token's
