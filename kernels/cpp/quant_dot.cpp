@@ -152,9 +152,9 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
         case kQ4_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
         case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
-        case kF32: return dot_tiles(dots->f32, kNoTile<float>, w, rb, N, K, x, K, T, out, threads);
-        case kF16: return dot_tiles(dots->f16, kNoTile<float>, w, rb, N, K, x, K, T, out, threads);
-        case kBF16: return dot_tiles(dots->bf16, kNoTile<float>, w, rb, N, K, x, K, T, out, threads);
+        case kF32: return dot_tiles(dots->f32, dots->f32_tile, w, rb, N, K, x, K, T, out, threads);
+        case kF16: return dot_tiles(dots->f16, dots->f16_tile, w, rb, N, K, x, K, T, out, threads);
+        case kBF16: return dot_tiles(dots->bf16, dots->bf16_tile, w, rb, N, K, x, K, T, out, threads);
         default: return matmul_decoded(fmt, w, N, K, x, T, out, threads);  // Q4_1: no integer dot yet
     }
 }

@@ -255,12 +255,40 @@ inline float bf16x1(const uint8_t* p) {
     return v;
 }
 
+// Float-format prompt tiles: per 8 columns, each row's weights widened once and multiplied
+// into kTileTokens accumulators; the columns past the last multiple of 8 one by one.
+template <int64_t kBytes, __m256 (*Load8)(const uint8_t*), float (*Load1)(const uint8_t*)>
+void tile_float(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_stride, int64_t n, float* out,
+                int64_t out_stride) {
+    __m256 acc[kTileRows][kTileTokens];
+    for (auto& row : acc) {
+        for (auto& a : row) a = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv[kTileTokens];
+        for (int c = 0; c < kTileTokens; ++c) xv[c] = _mm256_loadu_ps(x + c * x_stride + i);
+        for (int r = 0; r < kTileRows; ++r) {
+            const __m256 wv = Load8(w + r * row_bytes + i * kBytes);
+            for (int c = 0; c < kTileTokens; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < kTileRows; ++r) {
+        for (int c = 0; c < kTileTokens; ++c) {
+            float tail = 0.0f;
+            for (int64_t j = i; j < n; ++j) tail += Load1(w + r * row_bytes + j * kBytes) * x[c * x_stride + j];
+            out[c * out_stride + r] = hsum(acc[r][c]) + tail;
+        }
+    }
+}
+
 }  // namespace
 
 const DotTable kDotAvx2 = {
     Isa::kAvx2, "avx2", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k,
     dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
     tile_q8<false>, tile_q8<true>,
+    tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
 };
 
 }  // namespace edgegen
