@@ -150,7 +150,7 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
     switch (fmt.qtype) {
         case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
-        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
+        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, dots->q4_k_tile, w, rb, N, K, x, T, out, threads);
         case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
         case kF32: return dot_tiles(dots->f32, dots->f32_tile, w, rb, N, K, x, K, T, out, threads);
         case kF16: return dot_tiles(dots->f16, dots->f16_tile, w, rb, N, K, x, K, T, out, threads);

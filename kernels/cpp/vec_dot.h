@@ -31,6 +31,8 @@ constexpr int kTileRows = 2;
 constexpr int kTileTokens = 4;
 using TileQ8 = void (*)(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_stride, int64_t n,
                         float* out, int64_t out_stride);
+using TileQ8K = void (*)(const uint8_t* w, int64_t row_bytes, const BlockQ8K* x, int64_t x_stride, int64_t n,
+                         float* out, int64_t out_stride);
 using TileF32 = void (*)(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_stride, int64_t n,
                          float* out, int64_t out_stride);
 
@@ -46,6 +48,7 @@ struct DotTable {
     DotF32 bf16;
     TileQ8 q8_0_tile;  // optional (nullptr: the one-row functions are used)
     TileQ8 q4_0_tile;
+    TileQ8K q4_k_tile;
     TileF32 f32_tile;  // float formats: each weight vector widened once for kTileTokens products
     TileF32 f16_tile;
     TileF32 bf16_tile;

@@ -180,6 +180,50 @@ float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     return hsum(acc) - acc_min;
 }
 
+// Q4_K prompt tile: each row's nibbles and scales unpacked once per 64-value chunk for
+// kTileTokens tokens; the mins term kept as its own vector accumulator per (row, token).
+void tile_q4_k(const uint8_t* w, int64_t row_bytes, const BlockQ8K* x, int64_t x_stride, int64_t n, float* out,
+               int64_t out_stride) {
+    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
+    __m256 acc[kTileRows][kTileTokens], acc_min[kTileRows][kTileTokens];
+    for (int r = 0; r < kTileRows; ++r) {
+        for (int c = 0; c < kTileTokens; ++c) acc[r][c] = acc_min[r][c] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / kQK_K; ++b) {
+        for (int r = 0; r < kTileRows; ++r) {
+            const uint8_t* blk = w + r * row_bytes + b * kQ4_KBytes;
+            uint8_t sc[8], mn[8];
+            q4_k_unpack(blk + kQ4_KScalesOff, sc, mn);
+            const __m128i mn8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
+            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+            __m256i sumi[kTileTokens];
+            for (auto& v : sumi) v = _mm256_setzero_si256();
+            for (int ch = 0; ch < kQK_K / kQ4_KChunk; ++ch) {
+                const __m256i q = load256(blk + kQ4_KQsOff + ch * (kQ4_KChunk / 2));
+                const __m256i lo = _mm256_and_si256(q, low4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, kNibbleBits), low4);
+                const __m256i s_lo = _mm256_set1_epi16(sc[2 * ch]), s_hi = _mm256_set1_epi16(sc[2 * ch + 1]);
+                for (int c = 0; c < kTileTokens; ++c) {
+                    const int8_t* xq = x[c * x_stride + b].qs + ch * kQ4_KChunk;
+                    const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(xq)), s_lo);
+                    const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(xq + kQ4_KChunk / 2)), s_hi);
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
+                }
+            }
+            const float d = half_at(blk), dmin = half_at(blk + 2);
+            for (int c = 0; c < kTileTokens; ++c) {
+                const BlockQ8K& xb = x[c * x_stride + b];
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
+                const __m256i m = _mm256_madd_epi16(load256(xb.bsums), mins16);
+                acc_min[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * xb.d), _mm256_cvtepi32_ps(m), acc_min[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < kTileRows; ++r) {
+        for (int c = 0; c < kTileTokens; ++c) out[c * out_stride + r] = hsum(acc[r][c]) - hsum(acc_min[r][c]);
+    }
+}
+
 float dot_q6_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
     const __m256i two = _mm256_set1_epi8(kTwoBitMask);
@@ -287,7 +331,7 @@ void tile_float(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_s
 const DotTable kDotAvx2 = {
     Isa::kAvx2, "avx2", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k,
     dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
-    tile_q8<false>, tile_q8<true>,
+    tile_q8<false>, tile_q8<true>, tile_q4_k,
     tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
 };
 

@@ -96,7 +96,7 @@ def test_matmul(impl, qtype):
 
 # Formats whose prompt products run as register tiles (cpp/vec_dot.h TileQ8) on SIMD tables: the
 # same integer sums, added in another order than the one-row decode dot.
-TILED = {GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.F32, GGMLType.F16, GGMLType.BF16}
+TILED = {GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.F32, GGMLType.F16, GGMLType.BF16}
 
 
 @pytest.mark.parametrize("qtype", [GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K,
