@@ -151,17 +151,14 @@ inline void q4_k_unpack(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
 
 float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_min = 0.0f;
+    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / kQK_K; ++b, w += kQ4_KBytes) {
         const BlockQ8K& xb = x[b];
         uint8_t sc[8], mn[8];
         q4_k_unpack(w + kQ4_KScalesOff, sc, mn);
-        // mins: sum_s m[s] * (bsums[2s] + bsums[2s+1])
-        const __m256i bsums = load256(xb.bsums);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)),
-                                                                       _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))));
-        const int summ = hsum(_mm256_madd_epi16(bsums, mins16));
+        // mins: sum_s m[s] * (bsums[2s] + bsums[2s+1]), kept as 8 lanes until the end
+        const __m128i mn8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
+        const __m256i mins = _mm256_madd_epi16(load256(xb.bsums), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)));
 
         __m256i sumi = _mm256_setzero_si256();
         const uint8_t* qs = w + kQ4_KQsOff;
@@ -175,9 +172,9 @@ float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1])));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w) * xb.d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += half_at(w + 2) * xb.d * static_cast<float>(summ);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w + 2) * xb.d), _mm256_cvtepi32_ps(mins), acc_min);
     }
-    return hsum(acc) - acc_min;
+    return hsum(acc) - hsum(acc_min);
 }
 
 // Q4_K prompt tile: each row's nibbles and scales unpacked once per 64-value chunk for
