@@ -45,25 +45,8 @@ inline __m256i dot_i8(__m256i a, __m256i b) {
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Two blocks per step into two accumulators: independent FMA chains.
-float dot_q8_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
-    const int64_t nb = n / kQK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const uint8_t* w0 = w + b * kQ8_0Bytes;
-        const uint8_t* w1 = w0 + kQ8_0Bytes;
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(load256(w0 + 2), load256(x[b].qs)));
-        const __m256 p1 = _mm256_cvtepi32_ps(dot_i8(load256(w1 + 2), load256(x[b + 1].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), p1, acc1);
-    }
-    if (b < nb) {
-        const uint8_t* w0 = w + b * kQ8_0Bytes;
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_i8(load256(w0 + 2), load256(x[b].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), p0, acc0);
-    }
-    return hsum(_mm256_add_ps(acc0, acc1));
+inline __m256 q8_0_block(const uint8_t* blk, const BlockQ8& xb) {
+    return _mm256_cvtepi32_ps(dot_i8(load256(blk + 2), load256(xb.qs)));
 }
 
 // Q4_0 as unsigned nibbles (0..15) times x, which maddubs takes directly; the stored offset of
@@ -79,19 +62,22 @@ inline __m256 q4_0_block(const uint8_t* blk, const BlockQ8& xb) {
     return _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, _mm256_set1_epi32(xb.sum)));
 }
 
-float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
+// Q8_0 / Q4_0 rows: two blocks per step into two accumulators (independent FMA chains), each
+// block's integer products scaled by d_w * d_x.
+template <int64_t kBytes, __m256 (*Block)(const uint8_t*, const BlockQ8&)>
+float dot_blocks(const uint8_t* w, const BlockQ8* x, int64_t n) {
     const int64_t nb = n / kQK;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        const uint8_t* w0 = w + b * kQ4_0Bytes;
-        const uint8_t* w1 = w0 + kQ4_0Bytes;
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), q4_0_block(w0, x[b]), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), q4_0_block(w1, x[b + 1]), acc1);
+        const uint8_t* w0 = w + b * kBytes;
+        const uint8_t* w1 = w0 + kBytes;
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), Block(w0, x[b]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w1) * x[b + 1].d), Block(w1, x[b + 1]), acc1);
     }
     if (b < nb) {
-        const uint8_t* w0 = w + b * kQ4_0Bytes;
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), q4_0_block(w0, x[b]), acc0);
+        const uint8_t* w0 = w + b * kBytes;
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w0) * x[b].d), Block(w0, x[b]), acc0);
     }
     return hsum(_mm256_add_ps(acc0, acc1));
 }
@@ -326,7 +312,7 @@ void tile_float(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_s
 }  // namespace
 
 const DotTable kDotAvx2 = {
-    Isa::kAvx2, "avx2", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k,
+    Isa::kAvx2, "avx2", dot_blocks<kQ8_0Bytes, q8_0_block>, dot_blocks<kQ4_0Bytes, q4_0_block>, dot_q4_k, dot_q6_k,
     dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
     tile_q8<false>, tile_q8<true>, tile_q4_k,
     tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
