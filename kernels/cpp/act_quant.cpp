@@ -2,6 +2,7 @@
 #include "act_quant.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "common.h"
 
@@ -32,6 +33,22 @@ void quantize_q8(const float* x, BlockQ8* out, int64_t n) {
         int sum = 0;
         for (int64_t i = 0; i < kQ8Values; ++i) sum += blk.qs[i];
         blk.sum = sum;
+    }
+}
+
+void pair_q8(const BlockQ8* blocks, BlockQ8Pair* out, int64_t nblocks) {
+    constexpr int64_t kHalf = kQ8Values / 2, kLanesPerBlock = 4;
+    for (int64_t p = 0; p < nblocks / 2; ++p) {
+        BlockQ8Pair& pair = out[p];
+        for (int64_t j = 0; j < 2; ++j) {
+            const BlockQ8& b = blocks[2 * p + j];
+            std::memcpy(pair.lo + j * kHalf, b.qs, kHalf);
+            std::memcpy(pair.hi + j * kHalf, b.qs + kHalf, kHalf);
+            for (int64_t l = 0; l < kLanesPerBlock; ++l) {
+                pair.d[j * kLanesPerBlock + l] = b.d;
+                pair.sum2[j * kLanesPerBlock + l] = 2 * b.sum;
+            }
+        }
     }
 }
 

@@ -28,6 +28,19 @@ struct BlockQ8K {
     int16_t bsums[kQ8KGroups];
 };
 
+// Two consecutive BlockQ8 rearranged for a Q4_0 row dot that unpacks two weight blocks per
+// 256-bit register (their low nibbles side by side, then their high nibbles): lo holds values
+// 0..15 of block 2p then of block 2p+1, hi values 16..31 of each; d and sum repeated per 4 lanes.
+struct BlockQ8Pair {
+    int8_t lo[kQ8Values];
+    int8_t hi[kQ8Values];
+    float d[8];          // d of block 2p in lanes 0..3, of block 2p+1 in lanes 4..7
+    int32_t sum2[8];     // 2 * sum(qs) likewise: 4 lanes x 2 = the 8 x sum(qs) that Q4_0's offset costs
+};
+
+// blocks (nblocks,) -> nblocks / 2 pairs; nblocks even.
+void pair_q8(const BlockQ8* blocks, BlockQ8Pair* out, int64_t nblocks);
+
 // x (n,) float32 -> n / kQ8Values blocks; n a multiple of kQ8Values.
 void quantize_q8(const float* x, BlockQ8* out, int64_t n);
 // x (n,) float32 -> n / kQ8KValues blocks; n a multiple of kQ8KValues.

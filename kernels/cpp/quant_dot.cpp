@@ -140,6 +140,16 @@ void matmul_int8(Dot dot_row, Tile tile, const uint8_t* w, int64_t row_bytes, in
 template <class Act>
 constexpr void (*kNoTile)(const uint8_t*, int64_t, const Act*, int64_t, int64_t, float*, int64_t) = nullptr;
 
+// Decode on Q4_0 with a paired-activation dot (DotQ8Pair): x quantized, then rearranged in pairs.
+void matvec_q4_0_pairs(DotQ8Pair dot, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x,
+                       float* out, int threads) {
+    std::vector<BlockQ8> blocks(static_cast<size_t>(K / kQ8Values));
+    std::vector<BlockQ8Pair> pairs(blocks.size() / 2);
+    quantize_q8(x, blocks.data(), K);
+    pair_q8(blocks.data(), pairs.data(), static_cast<int64_t>(blocks.size()));
+    dot_tiles(dot, kNoTile<BlockQ8Pair>, w, row_bytes, N, K, pairs.data(), 0, 1, out, threads);
+}
+
 }  // namespace
 
 void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, const float* x, int64_t T, float* out,
@@ -149,7 +159,11 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
     if (dots == nullptr) return matmul_decoded(fmt, w, N, K, x, T, out, threads);
     switch (fmt.qtype) {
         case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
-        case kQ4_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
+        case kQ4_0:
+            if (T == 1 && dots->q4_0_pairs != nullptr && K % (2 * kQ8Values) == 0) {
+                return matvec_q4_0_pairs(dots->q4_0_pairs, w, rb, N, K, x, out, threads);
+            }
+            return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, dots->q4_k_tile, w, rb, N, K, x, T, out, threads);
         case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
         case kF32: return dot_tiles(dots->f32, dots->f32_tile, w, rb, N, K, x, K, T, out, threads);

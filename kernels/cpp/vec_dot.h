@@ -23,6 +23,8 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kNeon = 2 };
 using DotQ8 = float (*)(const uint8_t* w, const BlockQ8* x, int64_t n);
 using DotQ8K = float (*)(const uint8_t* w, const BlockQ8K* x, int64_t n);
 using DotF32 = float (*)(const uint8_t* w, const float* x, int64_t n);
+// Q4_0 row against paired activation blocks (act_quant.h BlockQ8Pair); n a multiple of 64.
+using DotQ8Pair = float (*)(const uint8_t* w, const BlockQ8Pair* x, int64_t n);
 // A register-blocked tile for prompt processing: kTileRows weight rows (row_bytes apart) times
 // kTileTokens activation rows (x_stride blocks apart); out[c * out_stride + r] = dot(row r, x_c).
 // Each weight block is unpacked once for kTileTokens products, each x block loaded once for
@@ -49,6 +51,7 @@ struct DotTable {
     TileQ8 q8_0_tile;  // optional (nullptr: the one-row functions are used)
     TileQ8 q4_0_tile;
     TileQ8K q4_k_tile;
+    DotQ8Pair q4_0_pairs;  // optional: decode rows of Q4_0 two blocks per register
     TileF32 f32_tile;  // float formats: each weight vector widened once for kTileTokens products
     TileF32 f16_tile;
     TileF32 bf16_tile;

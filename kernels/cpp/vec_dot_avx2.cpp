@@ -82,6 +82,42 @@ float dot_blocks(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// Q4_0 decode rows, two blocks per register against paired activations (BlockQ8Pair): one
+// 256-bit register holds both blocks' 16 packed bytes, so one mask gives both blocks' low
+// nibbles (values 0..15 of each) and one shift + mask their high nibbles; the four int32 lanes
+// of each 128-bit half belong to one block, and their scales and offsets come per lane.
+float dot_q4_0_pairs(const uint8_t* w, const BlockQ8Pair* x, int64_t n) {
+    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t p = 0; p < n / (2 * kQK); ++p) {
+        const uint8_t* b0 = w + 2 * p * kQ4_0Bytes;
+        const uint8_t* b1 = b0 + kQ4_0Bytes;
+        const BlockQ8Pair& xp = x[p];
+        const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1 + 2),
+                                                   reinterpret_cast<const __m128i*>(b0 + 2));
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, kNibbleBits), low4);
+        const __m256i pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(xp.lo)),
+                                                 _mm256_maddubs_epi16(hi, load256(xp.hi)));
+        const __m256i sums = _mm256_sub_epi32(_mm256_madd_epi16(pairs16, ones), load256(xp.sum2));
+        // [d_w0 x4 | d_w1 x4] * [d_x0 x4 | d_x1 x4]
+        uint16_t h0, h1;
+        std::memcpy(&h0, b0, sizeof h0);
+        std::memcpy(&h1, b1, sizeof h1);
+        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | (static_cast<uint32_t>(h1) << 16))));
+        const __m256 scale = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dw), halves),
+                                           _mm256_loadu_ps(xp.d));
+        if (p % 2 == 0) {
+            acc0 = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc0);
+        } else {
+            acc1 = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc1);
+        }
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
 // Prompt tiles (vec_dot.h TileQ8). Per block: each row's weights unpacked once, each token's
 // activations loaded once, then kTileRows x kTileTokens products into as many accumulators.
 // Q8_0 products use the sign trick (dot_i8); Q4_0 products take the unsigned nibbles and subtract
@@ -314,7 +350,7 @@ void tile_float(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_s
 const DotTable kDotAvx2 = {
     Isa::kAvx2, "avx2", dot_blocks<kQ8_0Bytes, q8_0_block>, dot_blocks<kQ4_0Bytes, q4_0_block>, dot_q4_k, dot_q6_k,
     dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
-    tile_q8<false>, tile_q8<true>, tile_q4_k,
+    tile_q8<false>, tile_q8<true>, tile_q4_k, dot_q4_0_pairs,
     tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
 };
 

@@ -41,11 +41,12 @@ def impl(request) -> Kernels:
 
 
 def k_values(qtype: GGMLType) -> list[int]:
-    """One block, three blocks, and a row ending one block (floats: 44 values) past a decode chunk."""
+    """One, two and three blocks, and a row ending one block (floats: 44 values) past a decode
+    chunk: odd and even block counts (the AVX2 Q4_0 decode dot takes blocks in pairs)."""
     if qtype in FLOAT_TYPES:
         return [1, 48, DECODE_CHUNK + 44]
     values = block_geometry(qtype)[0]
-    return sorted({values, 3 * values, DECODE_CHUNK + values})
+    return sorted({values, 2 * values, 3 * values, DECODE_CHUNK + values})
 
 
 # --------------------------------------------------------------------------------------------
