@@ -171,16 +171,32 @@ inline void q4_k_unpack(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
     std::memcpy(mn, v + 2, 8);
 }
 
+// The 8 scales (as int16, in both 128-bit lanes) and the 8 mins of a Q4_K block, the mins
+// doubled into [m0, m0, m1, m1, ...] to meet the 16 bsums of the activations.
+inline void q4_k_scales16(const uint8_t* s, __m256i* scales, __m256i* mins) {
+    uint8_t sc[8], mn[8];
+    q4_k_unpack(s, sc, mn);
+    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
+    const __m128i mn8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
+    *scales = _mm256_broadcastsi128_si256(sc16);
+    *mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+}
+
+// Every int16 lane = scale i of a q4_k_scales16 register (one byte shuffle, not a broadcast
+// from memory).
+inline __m256i q4_k_scale(__m256i scales, int i) {
+    return _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<int16_t>((2 * i) | ((2 * i + 1) << 8))));
+}
+
 float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
     __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / kQK_K; ++b, w += kQ4_KBytes) {
         const BlockQ8K& xb = x[b];
-        uint8_t sc[8], mn[8];
-        q4_k_unpack(w + kQ4_KScalesOff, sc, mn);
+        __m256i scales, mins16;
+        q4_k_scales16(w + kQ4_KScalesOff, &scales, &mins16);
         // mins: sum_s m[s] * (bsums[2s] + bsums[2s+1]), kept as 8 lanes until the end
-        const __m128i mn8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
-        const __m256i mins = _mm256_madd_epi16(load256(xb.bsums), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)));
+        const __m256i mins = _mm256_madd_epi16(load256(xb.bsums), mins16);
 
         __m256i sumi = _mm256_setzero_si256();
         const uint8_t* qs = w + kQ4_KQsOff;
@@ -190,8 +206,8 @@ float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, kNibbleBits), low4);
             const __m256i pl = _mm256_maddubs_epi16(lo, load256(xb.qs + c * kQ4_KChunk));
             const __m256i ph = _mm256_maddubs_epi16(hi, load256(xb.qs + c * kQ4_KChunk + kQ4_KChunk / 2));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, q4_k_scale(scales, 2 * c)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, q4_k_scale(scales, 2 * c + 1)));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w) * xb.d), _mm256_cvtepi32_ps(sumi), acc);
         acc_min = _mm256_fmadd_ps(_mm256_set1_ps(half_at(w + 2) * xb.d), _mm256_cvtepi32_ps(mins), acc_min);
@@ -211,17 +227,15 @@ void tile_q4_k(const uint8_t* w, int64_t row_bytes, const BlockQ8K* x, int64_t x
     for (int64_t b = 0; b < n / kQK_K; ++b) {
         for (int r = 0; r < kTileRows; ++r) {
             const uint8_t* blk = w + r * row_bytes + b * kQ4_KBytes;
-            uint8_t sc[8], mn[8];
-            q4_k_unpack(blk + kQ4_KScalesOff, sc, mn);
-            const __m128i mn8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn));
-            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+            __m256i scales, mins16;
+            q4_k_scales16(blk + kQ4_KScalesOff, &scales, &mins16);
             __m256i sumi[kTileTokens];
             for (auto& v : sumi) v = _mm256_setzero_si256();
             for (int ch = 0; ch < kQK_K / kQ4_KChunk; ++ch) {
                 const __m256i q = load256(blk + kQ4_KQsOff + ch * (kQ4_KChunk / 2));
                 const __m256i lo = _mm256_and_si256(q, low4);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, kNibbleBits), low4);
-                const __m256i s_lo = _mm256_set1_epi16(sc[2 * ch]), s_hi = _mm256_set1_epi16(sc[2 * ch + 1]);
+                const __m256i s_lo = q4_k_scale(scales, 2 * ch), s_hi = q4_k_scale(scales, 2 * ch + 1);
                 for (int c = 0; c < kTileTokens; ++c) {
                     const int8_t* xq = x[c * x_stride + b].qs + ch * kQ4_KChunk;
                     const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(xq)), s_lo);
