@@ -270,6 +270,8 @@ float dot_q6_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
 
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < kQK_K / kQ6_KHalf; ++h) {
+            const __m256i half_scales = _mm256_broadcastsi128_si256(  // this half's 8 scales as int16
+                _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + h * (kQ6_KHalf / 16)))));
             const uint8_t* ql = w + h * (kQ6_KHalf / 2);
             const __m256i l0 = load256(ql), l1 = load256(ql + kQ6_KRun);
             const __m256i qh = load256(w + kQ6_KQhOff + h * (kQ6_KHalf / 4));
@@ -284,7 +286,10 @@ float dot_q6_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
             };
             for (int g = 0; g < 4; ++g) {
                 const int64_t v0 = h * kQ6_KHalf + g * kQ6_KRun;  // first value; scales v0/16, v0/16 + 1
-                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(scales[v0 / 16 + 1]), _mm_set1_epi16(scales[v0 / 16]));
+                // scales 2g, 2g+1 of this half: low 128-bit lane, high lane (one byte shuffle)
+                const __m256i s = _mm256_shuffle_epi8(half_scales, _mm256_set_m128i(
+                    _mm_set1_epi16(static_cast<int16_t>((4 * g + 2) | ((4 * g + 3) << 8))),
+                    _mm_set1_epi16(static_cast<int16_t>((4 * g) | ((4 * g + 1) << 8)))));
                 const __m256i p = _mm256_maddubs_epi16(quarter[g], load256(xb.qs + v0));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
             }
