@@ -14,12 +14,17 @@ constexpr float kQ8Max = 127.0f;
 // q[i] = round_half_even(x[i] * 127 / max|x|), returns the scale max|x| / 127 (0 for all zeros).
 float quantize_run(const float* x, int8_t* q, int64_t n) {
     float amax = 0.0f;
-    for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-    const float id = amax > 0.0f ? kQ8Max / amax : 0.0f;
-    // the clamp changes nothing for finite x; it keeps the int8 cast defined when amax is
-    // subnormal (id overflows to inf) or x holds inf / NaN (fmax/fmin return the number)
     for (int64_t i = 0; i < n; ++i) {
-        q[i] = static_cast<int8_t>(std::nearbyint(std::fmin(std::fmax(x[i] * id, -kQ8Max), kQ8Max)));
+        const float a = std::fabs(x[i]);
+        amax = a > amax ? a : amax;  // a comparison, not fmaxf: it vectorises (a NaN is skipped either way)
+    }
+    const float id = amax > 0.0f ? kQ8Max / amax : 0.0f;
+    // The clamp changes nothing for finite x; it keeps the int8 cast defined when amax is
+    // subnormal (id overflows to inf) or x holds inf / NaN (a NaN becomes -127).
+    for (int64_t i = 0; i < n; ++i) {
+        float v = x[i] * id;
+        v = !(v >= -kQ8Max) ? -kQ8Max : (v > kQ8Max ? kQ8Max : v);
+        q[i] = static_cast<int8_t>(std::nearbyint(v));
     }
     return amax / kQ8Max;
 }
