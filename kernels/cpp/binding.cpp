@@ -4,19 +4,18 @@
 // returned. This file is the boundary: it checks what Python hands over (device, dtype, ndim,
 // shape, C-contiguity, overlap, index ranges, scalar ranges) and raises ValueError naming the
 // argument, what was expected and what was found; then it releases the GIL and calls the
-// kernel with plain pointers. Arrays are used in place, never copied.
+// kernel with plain pointers. Arrays are used in place, never copied. The checks themselves are
+// in binding_checks.h; the whole-model Decoder is bound in binding_decoder.cpp.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <initializer_list>
 #include <string>
-#include <nanobind/stl/string.h>
 
 #include "attention.h"
-#include "decoder.h"
+#include "binding_checks.h"
 #include "norm_rope.h"
 #include "quant_dot.h"
 #include "quant_formats.h"
@@ -24,171 +23,15 @@
 
 namespace nb = nanobind;
 using namespace nb::literals;
+using namespace edgegen_binding;
+
+namespace edgegen_binding {
+void bind_decoder(nb::module_& m);  // binding_decoder.cpp
+}  // namespace edgegen_binding
 
 namespace {
 
-using InArray = nb::ndarray<nb::ro>;  // read-only views accepted (weights are mmapped)
-using OutArray = nb::ndarray<>;       // must be writable
-
-constexpr int kMaxThreads = 1024;     // far above any core count; guards against a typo'd 10**6
-
-[[noreturn]] void fail(const char* fn, const std::string& msg) {
-    throw nb::value_error((std::string(fn) + ": " + msg).c_str());
-}
-
-std::string dtype_name(nb::dlpack::dtype dt) {
-    std::string kind;
-    switch (static_cast<nb::dlpack::dtype_code>(dt.code)) {
-        case nb::dlpack::dtype_code::Int: kind = "int"; break;
-        case nb::dlpack::dtype_code::UInt: kind = "uint"; break;
-        case nb::dlpack::dtype_code::Float: kind = "float"; break;
-        case nb::dlpack::dtype_code::Bfloat: kind = "bfloat"; break;
-        case nb::dlpack::dtype_code::Complex: kind = "complex"; break;
-        case nb::dlpack::dtype_code::Bool: return "bool";
-        default: kind = "dtype-code-" + std::to_string(dt.code) + "-";
-    }
-    return kind + std::to_string(dt.bits);
-}
-
-template <class A>
-std::string shape_str(const A& a) {
-    std::string s = "(";
-    for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-    return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-template <class A>
-bool c_contiguous(const A& a) {
-    int64_t expected = 1;  // element stride a C-contiguous array has at this axis
-    for (size_t i = a.ndim(); i-- > 0;) {
-        if (a.shape(i) == 0) return true;
-        if (a.shape(i) != 1 && a.stride(i) != expected) return false;
-        expected *= static_cast<int64_t>(a.shape(i));
-    }
-    return true;
-}
-
-// Array arguments arrive as plain Python objects so that a non-array, or a read-only `out`,
-// is a ValueError naming the argument like every other bad input (not an overload TypeError).
-// Array arguments arrive as plain Python objects and are viewed here (no copy), so that a
-// non-array or a read-only `out` is a ValueError naming the argument like every other bad
-// input, rather than an overload-resolution TypeError.
-InArray in_array(const char* fn, const char* name, nb::handle h) {
-    InArray a;
-    if (!nb::try_cast(nb::borrow(h), a, false)) {
-        fail(fn, std::string(name) + " must be an array (buffer protocol or DLPack); found " +
-                     nb::type_name(h.type()).c_str());
-    }
-    return a;
-}
-
-OutArray out_array(const char* fn, const char* name, nb::handle h) {
-    OutArray a;
-    if (!nb::try_cast(nb::borrow(h), a, false)) {
-        InArray readonly;
-        const bool is_readonly = nb::try_cast(nb::borrow(h), readonly, false);
-        fail(fn, std::string(name) + " must be a writable array; found " +
-                     (is_readonly ? std::string("a read-only array") : nb::type_name(h.type()).c_str()));
-    }
-    return a;
-}
-
-// Device, dtype, ndim and C-contiguity of one array argument; `layout` names its axes.
-template <class A>
-void check_array(const char* fn, const char* name, const A& a, nb::dlpack::dtype want, size_t ndim,
-                 const char* layout) {
-    const std::string expected = std::string(name) + " must be a C-contiguous " + dtype_name(want) +
-                                 " CPU array of shape " + layout;
-    if (a.device_type() != nb::device::cpu::value) {
-        fail(fn, expected + "; found an array on device type " + std::to_string(a.device_type()));
-    }
-    if (a.dtype() != want || a.ndim() != ndim) {
-        fail(fn, expected + "; found " + dtype_name(a.dtype()) + " of shape " + shape_str(a));
-    }
-    if (!c_contiguous(a)) fail(fn, expected + "; found a non-contiguous view of shape " + shape_str(a));
-}
-
-template <class A>
-void check_dim(const char* fn, const char* name, const A& a, size_t axis, int64_t want, const char* what) {
-    if (static_cast<int64_t>(a.shape(axis)) != want) {
-        fail(fn, std::string(name) + ".shape[" + std::to_string(axis) + "] must equal " + what + " = " +
-                     std::to_string(want) + "; found shape " + shape_str(a));
-    }
-}
-
-// `out` must not share memory with an input, except being exactly the same array when the
-// kernel supports working in place.
-template <class A, class B>
-void check_disjoint(const char* fn, const char* out_name, const A& out, const char* in_name, const B& in,
-                    bool same_allowed) {
-    const auto* o = static_cast<const uint8_t*>(static_cast<const void*>(out.data()));
-    const auto* i = static_cast<const uint8_t*>(static_cast<const void*>(in.data()));
-    if (out.nbytes() == 0 || in.nbytes() == 0) return;
-    if (same_allowed && o == i && out.nbytes() == in.nbytes()) return;
-    if (o < i + in.nbytes() && i < o + out.nbytes()) {
-        fail(fn, std::string(out_name) + " must not overlap " + in_name +
-                     (same_allowed ? " (it may be the very same array)" : "") + "; found overlapping memory");
-    }
-}
-
-void check_threads(const char* fn, int threads) {
-    if (threads < 1 || threads > kMaxThreads) {
-        fail(fn, "threads must be in [1, " + std::to_string(kMaxThreads) + "]; found " + std::to_string(threads));
-    }
-}
-
-// w (N, row_bytes) uint8 holding N rows of K values of type qtype.
-const edgegen::QuantFormat& check_weights(const char* fn, const InArray& w, int qtype, int64_t K) {
-    const edgegen::QuantFormat* fmt = edgegen::find_format(qtype);
-    if (fmt == nullptr) {
-        fail(fn, "unsupported qtype: expected one of " + edgegen::supported_formats() + "; found " +
-                     std::to_string(qtype));
-    }
-    if (K < 1 || K % fmt->block_values != 0) {
-        fail(fn, std::string("K must be a positive multiple of ") + std::to_string(fmt->block_values) +
-                     " (the " + fmt->name + " block size); found " + std::to_string(K));
-    }
-    check_array(fn, "w", w, nb::dtype<uint8_t>(), 2, "(N, row_bytes)");
-    const int64_t rb = fmt->row_bytes(K);
-    if (static_cast<int64_t>(w.shape(1)) != rb) {
-        fail(fn, std::string("w.shape[1] must equal row_bytes(") + fmt->name + ", K=" + std::to_string(K) +
-                     ") = " + std::to_string(rb) + "; found shape " + shape_str(w));
-    }
-    return *fmt;
-}
-
-const float* f32_in(const InArray& a) { return static_cast<const float*>(a.data()); }
-float* f32_out(const OutArray& a) { return static_cast<float*>(a.data()); }
-template <class A>
-int64_t dim(const A& a, size_t i) { return static_cast<int64_t>(a.shape(i)); }
-
-std::string num(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-}
-
-// "scalar, avx2": the dot tables this CPU runs, fastest last.
-std::string isa_list() {
-    std::string names;
-    for (edgegen::Isa i : {edgegen::Isa::kScalar, edgegen::Isa::kAvx2, edgegen::Isa::kNeon}) {
-        if (const edgegen::DotTable* t = edgegen::dot_table(i)) names += (names.empty() ? "" : ", ") + std::string(t->name);
-    }
-    return names;
-}
-
 // ---- bound functions ----------------------------------------------------------------------
-
-// The dot table named by `isa` ("auto": the best this CPU runs), or nullptr for the exact path.
-const edgegen::DotTable* choose_dots(const char* fn, const std::string& isa, bool int8_act) {
-    if (!int8_act) return nullptr;
-    if (isa == "auto") return edgegen::dot_table(edgegen::best_isa());
-    for (edgegen::Isa i : {edgegen::Isa::kScalar, edgegen::Isa::kAvx2, edgegen::Isa::kNeon}) {
-        const edgegen::DotTable* t = edgegen::dot_table(i);
-        if (t != nullptr && isa == t->name) return t;
-    }
-    fail(fn, "isa must be 'auto' or one this CPU runs (" + isa_list() + "); found '" + isa + "'");
-}
 
 void matmul(nb::handle w_obj, int qtype, int64_t K, nb::handle x_obj, nb::handle out_obj, int threads,
             const std::string& isa, bool int8_act) {
@@ -333,123 +176,6 @@ void swiglu(nb::handle gate_obj, nb::handle up_obj, nb::handle out_obj, int thre
     edgegen::swiglu(f32_in(gate), f32_in(up), f32_out(out), T * F, threads);
 }
 
-// ---- the compiled decoder -----------------------------------------------------------------
-
-// A Decoder over arrays that Python owns: `keep` holds them alive as long as the decoder.
-struct PyDecoder {
-    edgegen::Decoder d;
-    nb::list keep;
-};
-
-PyDecoder make_decoder(nb::tuple dims, double rms_eps, double rope_theta, nb::list mats, nb::list vecs) {
-    const char* fn = "Decoder";
-    if (dims.size() != 9) fail(fn, "dims must be (dim, n_heads, n_kv_heads, head_dim, ffn_dim, n_rot, vocab, n_layers, rope_style)");
-    int64_t v[9];
-    for (size_t i = 0; i < 9; ++i) {
-        v[i] = nb::cast<int64_t>(dims[i]);
-        if (v[i] < (i == 8 ? 0 : 1)) fail(fn, "dims[" + std::to_string(i) + "] must be positive; found " + std::to_string(v[i]));
-    }
-    const int64_t dim = v[0], n_heads = v[1], n_kv = v[2], hd = v[3], ffn = v[4], n_rot = v[5], vocab = v[6], n_layers = v[7];
-    if (n_heads % n_kv != 0) fail(fn, "n_heads must be a multiple of n_kv_heads");
-    if (n_rot % 2 != 0 || n_rot > hd) fail(fn, "n_rot must be even and <= head_dim; found " + std::to_string(n_rot));
-    if (v[8] != edgegen::kRopeNormal && v[8] != edgegen::kRopeNeox) fail(fn, "rope_style must be 0 or 2");
-    const int64_t q_dim = n_heads * hd, kv_dim = n_kv * hd;
-    const int64_t per_layer_mats = 7, per_layer_vecs = 5;
-    if (static_cast<int64_t>(mats.size()) != 2 + per_layer_mats * n_layers) {
-        fail(fn, "mats must hold token_embd, output and 7 matrices per layer; found " + std::to_string(mats.size()));
-    }
-    if (static_cast<int64_t>(vecs.size()) != 1 + per_layer_vecs * n_layers) {
-        fail(fn, "vecs must hold output_norm and 5 vectors per layer; found " + std::to_string(vecs.size()));
-    }
-    PyDecoder out;
-    out.d.shape = {dim, n_heads, n_kv, hd, ffn, n_rot, vocab, rms_eps, rope_theta, static_cast<int>(v[8])};
-    size_t mi = 0, vi = 0;
-    auto matrix = [&](int64_t rows, int64_t cols) {
-        nb::tuple pair = nb::cast<nb::tuple>(mats[mi]);
-        const std::string name = "mats[" + std::to_string(mi++) + "]";
-        const InArray w = in_array(fn, name.c_str(), pair[0]);
-        const edgegen::QuantFormat& fmt = check_weights(fn, w, nb::cast<int>(pair[1]), cols);
-        check_dim(fn, name.c_str(), w, 0, rows, "the matrix's row count");
-        out.keep.append(pair[0]);
-        return edgegen::Matrix{static_cast<const uint8_t*>(w.data()), &fmt, rows, cols};
-    };
-    auto vector = [&](int64_t n, bool optional) -> const float* {
-        nb::handle h = vecs[vi];
-        const std::string name = "vecs[" + std::to_string(vi++) + "]";
-        if (h.is_none()) {
-            if (!optional) fail(fn, name + " must be a float32 array; found None");
-            return nullptr;
-        }
-        const InArray a = in_array(fn, name.c_str(), h);
-        check_array(fn, name.c_str(), a, nb::dtype<float>(), 1, "(n,)");
-        check_dim(fn, name.c_str(), a, 0, n, "its width");
-        out.keep.append(h);
-        return f32_in(a);
-    };
-    out.d.token_embd = matrix(vocab, dim);
-    out.d.output = matrix(vocab, dim);
-    out.d.output_norm = vector(dim, false);
-    for (int64_t i = 0; i < n_layers; ++i) {
-        edgegen::DecoderLayer L{};
-        L.wq = matrix(q_dim, dim);
-        L.wk = matrix(kv_dim, dim);
-        L.wv = matrix(kv_dim, dim);
-        L.wo = matrix(dim, q_dim);
-        L.gate = matrix(ffn, dim);
-        L.up = matrix(ffn, dim);
-        L.down = matrix(dim, ffn);
-        L.attn_norm = vector(dim, false);
-        L.ffn_norm = vector(dim, false);
-        L.bq = vector(q_dim, true);
-        L.bk = vector(kv_dim, true);
-        L.bv = vector(kv_dim, true);
-        out.d.layers.push_back(L);
-    }
-    return out;
-}
-
-void decoder_forward(const PyDecoder& self, nb::handle tokens_obj, int64_t pos0, nb::handle k_obj, nb::handle v_obj,
-                     nb::handle logits_obj, bool all_logits, int threads, const std::string& isa, bool int8_act) {
-    const char* fn = "Decoder.forward";
-    const edgegen::DecoderShape& c = self.d.shape;
-    const InArray tokens = in_array(fn, "tokens", tokens_obj);
-    const OutArray k_cache = out_array(fn, "k_cache", k_obj), v_cache = out_array(fn, "v_cache", v_obj);
-    const OutArray logits = out_array(fn, "logits", logits_obj);
-    check_threads(fn, threads);
-    check_array(fn, "tokens", tokens, nb::dtype<int32_t>(), 1, "(T,)");
-    const int64_t T = dim(tokens, 0);
-    if (T < 1) fail(fn, "tokens must hold at least one id; found none");
-    const auto* ids = static_cast<const int32_t*>(tokens.data());
-    for (int64_t t = 0; t < T; ++t) {
-        if (ids[t] < 0 || ids[t] >= c.vocab) {
-            fail(fn, "tokens[" + std::to_string(t) + "] must be in [0, vocab=" + std::to_string(c.vocab) + "); found " +
-                         std::to_string(ids[t]));
-        }
-    }
-    const int64_t n_layers = static_cast<int64_t>(self.d.layers.size());
-    check_array(fn, "k_cache", k_cache, nb::dtype<float>(), 4, "(n_layers, n_kv_heads, capacity, head_dim)");
-    check_dim(fn, "k_cache", k_cache, 0, n_layers, "n_layers");
-    check_dim(fn, "k_cache", k_cache, 1, c.n_kv_heads, "n_kv_heads");
-    check_dim(fn, "k_cache", k_cache, 3, c.head_dim, "head_dim");
-    const int64_t capacity = dim(k_cache, 2);
-    check_array(fn, "v_cache", v_cache, nb::dtype<float>(), 4, "(n_layers, n_kv_heads, capacity, head_dim)");
-    for (size_t i = 0; i < 4; ++i) check_dim(fn, "v_cache", v_cache, i, dim(k_cache, i), "k_cache's");
-    if (pos0 < 0 || pos0 + T > capacity) {
-        fail(fn, "pos0 + T must fit the cache: 0 <= pos0 and pos0 + T <= capacity=" + std::to_string(capacity) +
-                     "; found pos0=" + std::to_string(pos0) + ", T=" + std::to_string(T));
-    }
-    check_array(fn, "logits", logits, nb::dtype<float>(), 2, "(rows, vocab)");
-    check_dim(fn, "logits", logits, 0, all_logits ? T : 1, all_logits ? "T" : "1 (last token only)");
-    check_dim(fn, "logits", logits, 1, c.vocab, "vocab");
-    check_disjoint(fn, "k_cache", k_cache, "v_cache", v_cache, false);
-    check_disjoint(fn, "logits", logits, "k_cache", k_cache, false);
-    check_disjoint(fn, "logits", logits, "v_cache", v_cache, false);
-    const edgegen::DotTable* dots = choose_dots(fn, isa, int8_act);
-    nb::gil_scoped_release nogil;
-    edgegen::decoder_forward(self.d, ids, T, pos0, f32_out(k_cache), f32_out(v_cache), capacity, all_logits,
-                             f32_out(logits), threads, dots);
-}
-
 }  // namespace
 
 NB_MODULE(_cpp, m) {
@@ -469,16 +195,7 @@ NB_MODULE(_cpp, m) {
               return names;
           },
           "Names of the dot-product tables this CPU runs, fastest last.");
-    nb::class_<PyDecoder>(m, "Decoder",
-                          "The Llama-family forward pass in one call (edgegen/models/llama.py forward).")
-        .def("forward", &decoder_forward, "tokens"_a.none(), "pos0"_a, "k_cache"_a.none(), "v_cache"_a.none(),
-             "logits"_a.none(), "all_logits"_a, "threads"_a = 1, "isa"_a = "auto", "int8_act"_a = true,
-             "Run tokens (T,) int32 at pos0..; write K/V rows into the caches (n_layers, n_kv_heads, capacity, "
-             "head_dim) and logits (T or 1, vocab).");
-    m.def("make_decoder", &make_decoder, "dims"_a, "rms_eps"_a, "rope_theta"_a, "mats"_a, "vecs"_a,
-          "dims: (dim, n_heads, n_kv_heads, head_dim, ffn_dim, n_rot, vocab, n_layers, rope_style); mats: "
-          "(array, qtype) for token_embd, output, then per layer wq, wk, wv, wo, gate, up, down; vecs: "
-          "output_norm, then per layer attn_norm, ffn_norm, bq, bk, bv (biases may be None).");
+    edgegen_binding::bind_decoder(m);
     m.def("best_isa", [] { return std::string(edgegen::dot_table(edgegen::best_isa())->name); },
           "The table matmul uses with isa='auto'.");
     m.def("get_rows", &get_rows, "w"_a.none(), "qtype"_a, "K"_a, "ids"_a.none(), "out"_a.none(), "threads"_a = 1,
