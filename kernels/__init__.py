@@ -59,6 +59,7 @@ def load_kernels(name: str = "cpp") -> Kernels:
         if isa != "auto" and isa not in module.isa_names():
             raise UsageError(f"kernels '{name}': this CPU does not run {isa} (it runs: {', '.join(module.isa_names())})")
         fns["matmul"] = functools.partial(module.matmul, isa=isa, int8_act=int8_act)
+        fns["attention"] = functools.partial(module.attention, isa=isa)
     else:
         isa = ""
     return Kernels(name=name, int8_act=int8_act, isa=isa, compiled=module if family == "cpp" else None, **fns)

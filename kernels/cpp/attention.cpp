@@ -21,7 +21,11 @@ constexpr int64_t kKeyTile = 64;  // scores computed per tile before one max upd
 }  // namespace
 
 void attention(const float* q, const float* k_cache, const float* v_cache, int64_t T, int64_t Hq,
-               int64_t Hkv, int64_t C, int64_t Dh, int64_t pos0, float scale, float* out, int threads) {
+               int64_t Hkv, int64_t C, int64_t Dh, int64_t pos0, float scale, float* out, int threads,
+               const DotTable* dots) {
+    const DotF32 dot_k = dots != nullptr ? dots->f32 : nullptr;
+    const Axpy axpy = dots != nullptr ? dots->axpy : nullptr;
+    const ExpShift exp_shift = dots != nullptr ? dots->exp_shift : nullptr;
     const int64_t tasks = T * Hq;
     if (tasks == 0) return;
     const int64_t group = Hq / Hkv;
@@ -51,7 +55,8 @@ void attention(const float* q, const float* k_cache, const float* v_cache, int64
                 const int64_t len = std::min(kKeyTile, n_keys - j0);
                 float tile_max = -std::numeric_limits<float>::infinity();
                 for (int64_t j = 0; j < len; ++j) {
-                    s[j] = dot(qh, kh + (j0 + j) * Dh, Dh) * scale;
+                    const float* kj = kh + (j0 + j) * Dh;
+                    s[j] = (dot_k != nullptr ? dot_k(reinterpret_cast<const uint8_t*>(kj), qh, Dh) : dot(qh, kj, Dh)) * scale;
                     tile_max = std::max(tile_max, s[j]);
                 }
                 // 2. a larger max rescales what was accumulated so far (exp(-inf) = 0 at the start)
@@ -62,11 +67,20 @@ void attention(const float* q, const float* k_cache, const float* v_cache, int64
                     m = tile_max;
                 }
                 // 3. accumulate exp(s - m) and exp(s - m) * v
+                if (exp_shift != nullptr) {
+                    exp_shift(s, m, len);
+                } else {
+                    for (int64_t j = 0; j < len; ++j) s[j] = std::exp(s[j] - m);
+                }
                 for (int64_t j = 0; j < len; ++j) {
-                    const float p = std::exp(s[j] - m);
+                    const float p = s[j];
                     const float* vj = vh + (j0 + j) * Dh;
                     l += p;
-                    for (int64_t i = 0; i < Dh; ++i) acc[i] += p * vj[i];
+                    if (axpy != nullptr) {
+                        axpy(p, vj, acc, Dh);
+                    } else {
+                        for (int64_t i = 0; i < Dh; ++i) acc[i] += p * vj[i];
+                    }
                 }
             }
             float* oh = out + task * Dh;

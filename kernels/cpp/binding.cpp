@@ -121,7 +121,7 @@ void rope(nb::handle x_obj, nb::handle positions_obj, int64_t n_rot, double thet
 }
 
 void attention(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, int64_t pos0, double scale,
-               nb::handle out_obj, int threads) {
+               nb::handle out_obj, int threads, const std::string& isa) {
     const char* fn = "attention";
     const InArray q = in_array(fn, "q", q_obj), k_cache = in_array(fn, "k_cache", k_obj);
     const InArray v_cache = in_array(fn, "v_cache", v_obj);
@@ -152,9 +152,10 @@ void attention(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, int64_t pos
     check_disjoint(fn, "out", out, "q", q, false);
     check_disjoint(fn, "out", out, "k_cache", k_cache, false);
     check_disjoint(fn, "out", out, "v_cache", v_cache, false);
+    const edgegen::DotTable* dots = choose_dots(fn, isa, true);
     nb::gil_scoped_release nogil;
     edgegen::attention(f32_in(q), f32_in(k_cache), f32_in(v_cache), T, Hq, Hkv, C, Dh, pos0,
-                       static_cast<float>(scale), f32_out(out), threads);
+                       static_cast<float>(scale), f32_out(out), threads, dots);
 }
 
 void swiglu(nb::handle gate_obj, nb::handle up_obj, nb::handle out_obj, int threads) {
@@ -211,9 +212,9 @@ NB_MODULE(_cpp, m) {
                   "threads: int = 1) -> None"),
           "Rotate the first n_rot dims of each head of x (T, H, Dh) in place; style 0 NORMAL, 2 NEOX.");
     m.def("attention", &attention, "q"_a.none(), "k_cache"_a.none(), "v_cache"_a.none(), "pos0"_a, "scale"_a,
-          "out"_a.none(), "threads"_a = 1,
+          "out"_a.none(), "threads"_a = 1, "isa"_a = "auto",
           nb::sig("def attention(q: numpy.ndarray, k_cache: numpy.ndarray, v_cache: numpy.ndarray, pos0: int, "
-                  "scale: float, out: numpy.ndarray, threads: int = 1) -> None"),
+                  "scale: float, out: numpy.ndarray, threads: int = 1, isa: str = 'auto') -> None"),
           "Causal grouped-query attention; q, out (T, Hq, Dh), k_cache, v_cache (Hkv, C, Dh).");
     m.def("swiglu", &swiglu, "gate"_a.none(), "up"_a.none(), "out"_a.none(), "threads"_a = 1,
           nb::sig("def swiglu(gate: numpy.ndarray, up: numpy.ndarray, out: numpy.ndarray, "

@@ -122,9 +122,11 @@ void decoder_forward(const PyDecoder& self, nb::handle tokens_obj, int64_t pos0,
     check_disjoint(fn, "logits", logits, "k_cache", k_cache, false);
     check_disjoint(fn, "logits", logits, "v_cache", v_cache, false);
     const edgegen::DotTable* dots = choose_dots(fn, isa, int8_act);
+    const edgegen::DotTable* attention_dots = choose_dots(fn, isa, true);
     nb::gil_scoped_release nogil;
     edgegen::decoder_forward(self.d, ids, T, pos0, f32_out(k_cache), f32_out(v_cache), capacity, all_logits,
-                             f32_out(logits), threads, dots);
+                             f32_out(logits), threads, dots,
+                             attention_dots);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ void add_into(float* x, const float* y, int64_t n) {
 
 void decoder_forward(const Decoder& m, const int32_t* tokens, int64_t T, int64_t pos0, float* k_cache,
                      float* v_cache, int64_t capacity, bool all_logits, float* logits, int threads,
-                     const DotTable* dots) {
+                     const DotTable* dots, const DotTable* attention_dots) {
     const DecoderShape& c = m.shape;
     const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim, half = c.n_rot / 2;
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
@@ -65,7 +65,8 @@ void decoder_forward(const Decoder& m, const int32_t* tokens, int64_t T, int64_t
                 std::memcpy(vc + dst, v.data() + src, c.head_dim * sizeof(float));
             }
         }
-        attention(q.data(), kc, vc, T, c.n_heads, c.n_kv_heads, capacity, c.head_dim, pos0, scale, att.data(), threads);
+        attention(q.data(), kc, vc, T, c.n_heads, c.n_kv_heads, capacity, c.head_dim, pos0, scale, att.data(), threads,
+                  attention_dots);
         linear(L.wo, att.data(), T, h.data(), nullptr, threads, dots);
         add_into(x.data(), h.data(), T * c.dim);
 

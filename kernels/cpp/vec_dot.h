@@ -23,6 +23,10 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kNeon = 2 };
 using DotQ8 = float (*)(const uint8_t* w, const BlockQ8* x, int64_t n);
 using DotQ8K = float (*)(const uint8_t* w, const BlockQ8K* x, int64_t n);
 using DotF32 = float (*)(const uint8_t* w, const float* x, int64_t n);
+// y[i] += a * x[i] over n floats (attention's weighted sum of values).
+using Axpy = void (*)(float a, const float* x, float* y, int64_t n);
+// s[i] = exp(s[i] - m) over n floats, s[i] <= m (attention's softmax numerators).
+using ExpShift = void (*)(float* s, float m, int64_t n);
 // Q4_0 row against paired activation blocks (act_quant.h BlockQ8Pair); n a multiple of 64.
 using DotQ8Pair = float (*)(const uint8_t* w, const BlockQ8Pair* x, int64_t n);
 // A register-blocked tile for prompt processing: kTileRows weight rows (row_bytes apart) times
@@ -52,6 +56,8 @@ struct DotTable {
     TileQ8 q4_0_tile;
     TileQ8K q4_k_tile;
     DotQ8Pair q4_0_pairs;  // optional: decode rows of Q4_0 two blocks per register
+    Axpy axpy;             // optional (nullptr: a plain loop)
+    ExpShift exp_shift;    // optional (nullptr: std::exp); within 2 ulp of it
     TileF32 f32_tile;  // float formats: each weight vector widened once for kTileTokens products
     TileF32 f16_tile;
     TileF32 bf16_tile;

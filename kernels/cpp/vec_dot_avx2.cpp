@@ -364,12 +364,51 @@ void tile_float(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_s
     }
 }
 
+void axpy(float a, const float* x, float* y, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// exp(x) for x <= 0, 8 at a time: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
+// polynomial (Cephes expf coefficients), 2^n by building the float's exponent bits. Below
+// -87.3 the result is clamped to about 1e-38 instead of 0 (it only ever weighs a value).
+inline __m256 exp_nonpositive(__m256 x) {
+    const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 r = _mm256_fnmadd_ps(n, ln2_lo, _mm256_fnmadd_ps(n, ln2_hi, x));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
+}
+
+void exp_shift(float* s, float m, int64_t n) {
+    const __m256 mv = _mm256_set1_ps(m);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv)));
+    if (i < n) {  // the tail through a padded register
+        alignas(32) float tail[8];
+        for (int64_t j = 0; j < 8; ++j) tail[j] = i + j < n ? s[i + j] - m : 0.0f;
+        _mm256_store_ps(tail, exp_nonpositive(_mm256_load_ps(tail)));
+        for (int64_t j = 0; i + j < n; ++j) s[i + j] = tail[j];
+    }
+}
+
 }  // namespace
 
 const DotTable kDotAvx2 = {
     Isa::kAvx2, "avx2", dot_blocks<kQ8_0Bytes, q8_0_block>, dot_blocks<kQ4_0Bytes, q4_0_block>, dot_q4_k, dot_q6_k,
     dot_float<4, f32x8, f32x1>, dot_float<2, f16x8, half_at>, dot_float<2, bf16x8, bf16x1>,
-    tile_q8<false>, tile_q8<true>, tile_q4_k, dot_q4_0_pairs,
+    tile_q8<false>, tile_q8<true>, tile_q4_k, dot_q4_0_pairs, axpy, exp_shift,
     tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
 };
 
