@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace edgegen {
 namespace {
@@ -52,19 +53,23 @@ constexpr int64_t kQ6_KRun = 32;                             // values per quart
 
 static_assert(kQ4_KBytes == 144 && kQ6_KBytes == 210, "K-quant block sizes must match ggml");
 
-// Six-bit scale and min of Q4_K sub-block i (0..7) from the 12 packed bytes: bytes 0..3 hold
-// scales 0..3 (+ top bits of scales 4..7), bytes 4..7 mins 0..3 (+ top bits of mins 4..7),
-// bytes 8..11 the low nibbles of scales / mins 4..7.
-inline void q4_k_scale_min(const uint8_t* s, int i, int* sc, int* m) {
-    constexpr int kHalf = kQ4_KSubBlocks / 2;
+// The eight six-bit scales and eight mins of a Q4_K block from its 12 packed bytes: bytes 0..3
+// hold scales 0..3 (+ in bits 6..7 the top bits of scales 4..7), bytes 4..7 mins 0..3 (+ the
+// top bits of mins 4..7), bytes 8..11 the low nibbles of scales (low) and mins (high) 4..7.
+// Unpacked four entries at a time in 32-bit words (little endian, as every kernel reads).
+inline void q4_k_unpack(const uint8_t* s, uint8_t sc[kQ4_KSubBlocks], uint8_t mn[kQ4_KSubBlocks]) {
+    constexpr uint32_t kLow6 = 0x3F3F3F3Fu, kLow4 = 0x0F0F0F0Fu, kLow2 = 0x03030303u;
     constexpr int kTopShift = 6;  // bits 6..7 of bytes 0..7 are the top two bits of entries 4..7
-    if (i < kHalf) {
-        *sc = s[i] & kSixBitMask;
-        *m = s[i + kHalf] & kSixBitMask;
-    } else {
-        *sc = (s[i + kHalf] & kNibbleMask) | ((s[i - kHalf] >> kTopShift) << kNibbleBits);
-        *m = (s[i + kHalf] >> kNibbleBits) | ((s[i] >> kTopShift) << kNibbleBits);
-    }
+    uint32_t u[3];
+    std::memcpy(u, s, sizeof u);
+    const uint32_t v[4] = {
+        u[0] & kLow6,                                                               // scales 0..3
+        (u[2] & kLow4) | (((u[0] >> kTopShift) & kLow2) << kNibbleBits),            // scales 4..7
+        u[1] & kLow6,                                                               // mins 0..3
+        ((u[2] >> kNibbleBits) & kLow4) | (((u[1] >> kTopShift) & kLow2) << kNibbleBits),  // mins 4..7
+    };
+    std::memcpy(sc, v, kQ4_KSubBlocks);
+    std::memcpy(mn, v + 2, kQ4_KSubBlocks);
 }
 
 }  // namespace

@@ -71,14 +71,12 @@ void decode_q4_k(const uint8_t* src, float* dst, int64_t n) {
     for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ4_KBytes, dst += kQK_K) {
         const float d = f16_to_f32(load_u16(src));
         const float dmin = f16_to_f32(load_u16(src + 2));
-        const uint8_t* scales = src + kQ4_KScalesOff;
+        uint8_t sc[kQ4_KSubBlocks], mn[kQ4_KSubBlocks];
+        q4_k_unpack(src + kQ4_KScalesOff, sc, mn);
         for (int64_t c = 0; c < kQK_K / kQ4_KChunk; ++c) {
             // chunk c: sub-block 2c in the low nibbles, 2c+1 in the high nibbles of 32 bytes
-            int sc_lo, m_lo, sc_hi, m_hi;
-            q4_k_scale_min(scales, static_cast<int>(2 * c), &sc_lo, &m_lo);
-            q4_k_scale_min(scales, static_cast<int>(2 * c + 1), &sc_hi, &m_hi);
-            const float scale_lo = d * static_cast<float>(sc_lo), offset_lo = dmin * static_cast<float>(m_lo);
-            const float scale_hi = d * static_cast<float>(sc_hi), offset_hi = dmin * static_cast<float>(m_hi);
+            const float scale_lo = d * static_cast<float>(sc[2 * c]), offset_lo = dmin * static_cast<float>(mn[2 * c]);
+            const float scale_hi = d * static_cast<float>(sc[2 * c + 1]), offset_hi = dmin * static_cast<float>(mn[2 * c + 1]);
             const uint8_t* qs = src + kQ4_KQsOff + c * (kQ4_KChunk / 2);
             float* y = dst + c * kQ4_KChunk;
             for (int64_t l = 0; l < kQ4_KChunk / 2; ++l) {

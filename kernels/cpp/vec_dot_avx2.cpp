@@ -137,14 +137,16 @@ void tile_q8(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_st
         for (int r = 0; r < kTileRows; ++r) {
             const uint8_t* blk = w + r * row_bytes + b * kBytes;
             const float dw = half_at(blk);
-            const __m256i wq = kQ4 ? q4_0_nibbles(blk + 2) : _mm256_sign_epi8(load256(blk + 2), load256(blk + 2));
+            // Q8_0: |w| once per block here, the sign of w moved onto each token's x below
+            const __m256i raw = kQ4 ? _mm256_setzero_si256() : load256(blk + 2);
+            const __m256i wq = kQ4 ? q4_0_nibbles(blk + 2) : _mm256_sign_epi8(raw, raw);
             for (int c = 0; c < kTileTokens; ++c) {
                 const BlockQ8& xb = x[c * x_stride + b];
                 __m256i p;
                 if (kQ4) {
                     p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), ones), _mm256_set1_epi32(xb.sum));
                 } else {
-                    p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, _mm256_sign_epi8(xq[c], load256(blk + 2))), ones);
+                    p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, _mm256_sign_epi8(xq[c], raw)), ones);
                 }
                 acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), _mm256_cvtepi32_ps(p), acc[r][c]);
             }
@@ -153,22 +155,6 @@ void tile_q8(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_st
     for (int r = 0; r < kTileRows; ++r) {
         for (int c = 0; c < kTileTokens; ++c) out[c * out_stride + r] = hsum(acc[r][c]);
     }
-}
-
-// The 8 six-bit scales and 8 mins of a Q4_K block (layout: block_layout.h q4_k_scale_min),
-// unpacked four at a time with 32-bit masks.
-inline void q4_k_unpack(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
-    constexpr uint32_t kLow6 = 0x3F3F3F3Fu, kLow4 = 0x0F0F0F0Fu, kLow2 = 0x03030303u;
-    uint32_t u[3];
-    std::memcpy(u, s, sizeof u);
-    const uint32_t v[4] = {
-        u[0] & kLow6,                                           // scales 0..3
-        (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4),          // scales 4..7
-        u[1] & kLow6,                                           // mins 0..3
-        ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4),   // mins 4..7
-    };
-    std::memcpy(sc, v, 8);
-    std::memcpy(mn, v + 2, 8);
 }
 
 // The 8 scales (as int16, in both 128-bit lanes) and the 8 mins of a Q4_K block, the mins
@@ -267,11 +253,13 @@ float dot_q6_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
         // the stored values are q6 + 32: subtract 32 * sum_g scales[g] * bsums[g] once
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
         const int offset = hsum(_mm256_madd_epi16(sc16, load256(xb.bsums)));
+        // each half's 8 scales (one 128-bit lane of sc16) in both lanes
+        const __m256i half_scales_of[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                           _mm256_permute2x128_si256(sc16, sc16, 0x11)};
 
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < kQK_K / kQ6_KHalf; ++h) {
-            const __m256i half_scales = _mm256_broadcastsi128_si256(  // this half's 8 scales as int16
-                _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + h * (kQ6_KHalf / 16)))));
+            const __m256i half_scales = half_scales_of[h];
             const uint8_t* ql = w + h * (kQ6_KHalf / 2);
             const __m256i l0 = load256(ql), l1 = load256(ql + kQ6_KRun);
             const __m256i qh = load256(w + kQ6_KQhOff + h * (kQ6_KHalf / 4));

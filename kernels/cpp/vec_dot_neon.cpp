@@ -73,7 +73,7 @@ float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
 
 // ---- Q4_K x Q8K: 256-value super-blocks ----------------------------------------------------
 // w block, 144 bytes: d:f16, dmin:f16, scales:u8[12] (eight 6-bit scale/min pairs, unpacked by
-// q4_k_scale_min), qs:u8[128]. Chunk c (64 values) reads qs[32c .. 32c+32): low nibbles are
+// q4_k_unpack), qs:u8[128]. Chunk c (64 values) reads qs[32c .. 32c+32): low nibbles are
 // sub-block 2c, high nibbles sub-block 2c+1; value = d*sc[s]*nibble - dmin*m[s].
 // Per super-block: d*dx * sum_s sc[s]*sum(nibble*q over s)  -  dmin*dx * sum_s m[s]*sum(q over s),
 // the second sum from the activation's bsums (two 16-value groups per sub-block).
@@ -82,17 +82,12 @@ float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     float acc = 0.0f;
     for (int64_t b = 0; b < n / kQK_K; ++b, w += kQ4_KBytes) {
         const BlockQ8K& xb = x[b];
-        int sc[kQ4_KSubBlocks];
-        int16_t mins[kQ4_KSubBlocks];
-        for (int s = 0; s < kQ4_KSubBlocks; ++s) {
-            int m;
-            q4_k_scale_min(w + kQ4_KScalesOff, s, &sc[s], &m);
-            mins[s] = static_cast<int16_t>(m);
-        }
+        uint8_t sc[kQ4_KSubBlocks], mn[kQ4_KSubBlocks];
+        q4_k_unpack(w + kQ4_KScalesOff, sc, mn);
 
         // 1. sum_s m[s] * (bsums[2s] + bsums[2s+1]); pair sums are within 32*128 (int16)
         const int16x8_t pair_sums = vpaddq_s16(vld1q_s16(xb.bsums), vld1q_s16(xb.bsums + 8));
-        const int16x8_t mv = vld1q_s16(mins);
+        const int16x8_t mv = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn)));
         const int32x4_t mprod = vmlal_high_s16(vmull_s16(vget_low_s16(mv), vget_low_s16(pair_sums)), mv, pair_sums);
         const int summ = vaddvq_s32(mprod);
 

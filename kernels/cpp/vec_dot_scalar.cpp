@@ -41,6 +41,8 @@ float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     float acc = 0.0f;
     for (int64_t b = 0; b < n / kQK_K; ++b, w += kQ4_KBytes) {
         const BlockQ8K& xb = x[b];
+        uint8_t sc[kQ4_KSubBlocks], mn[kQ4_KSubBlocks];
+        q4_k_unpack(w + kQ4_KScalesOff, sc, mn);
         int sumi = 0, summ = 0;
         for (int64_t c = 0; c < kQK_K / kQ4_KChunk; ++c) {
             const uint8_t* q = w + kQ4_KQsOff + c * (kQ4_KChunk / 2);
@@ -51,12 +53,10 @@ float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
                 sl += (q[l] & kNibbleMask) * xl[l];
                 sh += (q[l] >> kNibbleBits) * xh[l];
             }
-            int sc_lo, m_lo, sc_hi, m_hi;
-            q4_k_scale_min(w + kQ4_KScalesOff, static_cast<int>(2 * c), &sc_lo, &m_lo);
-            q4_k_scale_min(w + kQ4_KScalesOff, static_cast<int>(2 * c + 1), &sc_hi, &m_hi);
-            sumi += sc_lo * sl + sc_hi * sh;
+            sumi += sc[2 * c] * sl + sc[2 * c + 1] * sh;
             // bsums cover 16 values: sub-block s (32 values) is groups 2s and 2s+1
-            summ += m_lo * (xb.bsums[4 * c] + xb.bsums[4 * c + 1]) + m_hi * (xb.bsums[4 * c + 2] + xb.bsums[4 * c + 3]);
+            summ += mn[2 * c] * (xb.bsums[4 * c] + xb.bsums[4 * c + 1]) +
+                    mn[2 * c + 1] * (xb.bsums[4 * c + 2] + xb.bsums[4 * c + 3]);
         }
         const float d = f16_to_f32(load_u16(w)) * xb.d;
         const float dmin = f16_to_f32(load_u16(w + 2)) * xb.d;
