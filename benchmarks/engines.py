@@ -56,8 +56,8 @@ class EdgegenRunner:
 
     def eval(self, ids) -> np.ndarray:
         logits = self.session.eval(ids)
-        if self.model.compiled is not None:
-            self._engine_s.append(self.model.compiled.last_seconds)
+        if self.session.last_forward_seconds is not None:
+            self._engine_s.append(self.session.last_forward_seconds)
         return logits
 
     def perf(self) -> tuple[float | None, float | None]:

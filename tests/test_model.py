@@ -141,5 +141,20 @@ def test_compiled_forward_equals_python_loop(tiny_gguf, arch, quant, kernels):
     for t in ids[-3:]:
         np.testing.assert_array_equal(a.eval([t]), b.eval([t]))
     assert a.n_past == b.n_past == len(ids)
+    assert a.last_forward_seconds > 0 and b.last_forward_seconds is None
     np.testing.assert_array_equal(a.cache.k[:, :, :len(ids)], b.cache.k[:, :, :len(ids)])
     np.testing.assert_array_equal(a.cache.v[:, :, :len(ids)], b.cache.v[:, :, :len(ids)])
+
+
+@pytest.mark.parametrize("quant", ["f16", "q4_k_m"])
+def test_read_header_tensor_infos_equal_gguf_reader(tiny_gguf, quant):
+    """edgegen's own header parser (used at load) against gguf-py's reader: names, dims in ggml
+    order, type ids and absolute data offsets of every tensor."""
+    from gguf import GGUFReader
+
+    from edgegen.gguf_meta import read_header
+    path = tiny_gguf("qwen2", quant)
+    _, infos = read_header(path)
+    theirs = [(t.name, tuple(int(d) for d in t.shape), int(t.tensor_type), int(t.data_offset))
+              for t in GGUFReader(path).tensors]
+    assert [(i.name, i.dims, i.type_id, i.offset) for i in infos] == theirs

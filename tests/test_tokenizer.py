@@ -11,7 +11,7 @@ from gguf import GGUFReader
 
 from edgegen.constants import Key
 from edgegen.errors import ModelFileError, TokenizerError
-from edgegen.gguf_meta import metadata_from_reader, read_metadata
+from edgegen.gguf_meta import read_metadata
 from edgegen.tokenizer import Tokenizer
 from edgegen.tokenizer.pretokenizers import PRE_TOKENIZERS, split_words
 
@@ -303,6 +303,17 @@ def test_from_gguf(tmp_path):
 
 
 # --- metadata ----------------------------------------------------------------------------------------
+
+def metadata_from_reader(reader: GGUFReader, source: str) -> dict[str, Any]:
+    """gguf-py's view of the metadata as plain values: the reference for read_metadata."""
+    out: dict[str, Any] = {}
+    for name, field in reader.fields.items():
+        try:
+            out[name] = field.contents()
+        except UnicodeDecodeError:
+            pytest.fail(f"{source}: gguf-py cannot decode field {name}")
+    return out
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_read_metadata_equals_gguf_reader(meta, name):

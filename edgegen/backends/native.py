@@ -27,6 +27,7 @@ class NativeSession:
         self._model = model
         self.n_ctx = model.n_ctx
         self.cache = KVCache(c.n_layers, c.n_kv_heads, model.n_ctx, c.head_dim)
+        self.last_forward_seconds: float | None = None  # time inside the last C++ forward call
 
     @property
     def n_past(self) -> int:
@@ -38,7 +39,7 @@ class NativeSession:
             raise ContextLengthError(f"{len(ids)} tokens after {self.n_past} exceed the context of {self.n_ctx}")
         m = self._model
         if m.compiled is not None:
-            logits = m.compiled(self.cache, ids, self.n_past, m.threads, all_logits)
+            logits, self.last_forward_seconds = m.compiled(self.cache, ids, self.n_past, m.threads, all_logits)
         else:
             logits = llama.forward(m.config, m.weights, m.kernels, self.cache, ids, self.n_past, m.threads, all_logits)
         return logits if all_logits else logits[0]

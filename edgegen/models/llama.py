@@ -205,14 +205,16 @@ class CompiledForward:
         self._decoder = k.compiled.make_decoder(dims, c.rms_eps, c.rope_theta, mats, vecs)
         self._options = dict(isa=k.isa, int8_act=k.int8_act)
         self._vocab = c.vocab_size
-        self.last_seconds = 0.0  # wall time of the last C++ call: what Python adds is the rest
 
-    def __call__(self, cache: KVCache, tokens: np.ndarray, pos0: int, threads: int, all_logits: bool) -> np.ndarray:
+    def __call__(self, cache: KVCache, tokens: np.ndarray, pos0: int, threads: int,
+                 all_logits: bool) -> tuple[np.ndarray, float]:
+        """Logits, and the wall time of the C++ call alone (what Python adds is the rest).
+        Holds no state of its own: sessions in different threads may share it."""
         T = tokens.shape[0]
         cache.check_all_layers(pos0, T)
         logits = np.empty((T if all_logits else 1, self._vocab), dtype=np.float32)
         t0 = time.perf_counter()
         self._decoder.forward(tokens, pos0, cache.k, cache.v, logits, all_logits, threads, **self._options)
-        self.last_seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
         cache.commit(pos0, T)
-        return logits
+        return logits, seconds

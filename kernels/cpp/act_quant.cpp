@@ -61,9 +61,10 @@ void quantize_q8k(const float* x, BlockQ8K* out, int64_t n) {
     for (int64_t b = 0; b < n / kQ8KValues; ++b) {
         BlockQ8K& blk = out[b];
         blk.d = quantize_run(x + b * kQ8KValues, blk.qs, kQ8KValues);
+        constexpr int64_t kGroup = kQ8KValues / kQ8KGroups;
         for (int64_t g = 0; g < kQ8KGroups; ++g) {
             int sum = 0;
-            for (int64_t i = 0; i < 16; ++i) sum += blk.qs[g * 16 + i];
+            for (int64_t i = 0; i < kGroup; ++i) sum += blk.qs[g * kGroup + i];
             blk.bsums[g] = static_cast<int16_t>(sum);
         }
     }
