@@ -33,6 +33,7 @@ _SUFFIX = {"cpp": "", "numba": "", "ref": "_ref"}
 class Kernels:
     name: str
     int8_act: bool           # matmul rounds activations to 8 bits for block formats (matmul_act_q8_ref)
+                             # below gemm_min_tokens rows; from there on it is a float GEMM (matmul_ref)
     isa: str                 # the C++ dot table ("auto" = best for this CPU); "" for numba / ref
     compiled: object | None  # the C++ module (its whole-model forward, make_decoder) or None
     matmul: Callable

@@ -17,6 +17,7 @@
 #include "attention.h"
 #include "binding_checks.h"
 #include "norm_rope.h"
+#include "gemm.h"
 #include "quant_dot.h"
 #include "quant_formats.h"
 #include "vec_dot.h"
@@ -188,6 +189,7 @@ NB_MODULE(_cpp, m) {
           "out[t, n] = sum_k W[n, k] * x[t, k]; w uint8 (N, row_bytes) of type qtype, x (T, K), out (T, N).\n"
           "int8_act: block formats (Q8_0, Q4_0, Q4_K, Q6_K) take x quantized to 8 bits (ref.matmul_act_q8_ref);\n"
           "False decodes every format to float32 (ref.matmul_ref). isa: 'auto' or a name from isa_names().");
+    m.attr("gemm_min_tokens") = edgegen::kGemmMinTokens;
     m.def("isa_names", [] {
               nb::list names;
               for (edgegen::Isa i : {edgegen::Isa::kScalar, edgegen::Isa::kAvx2, edgegen::Isa::kNeon}) {

@@ -25,6 +25,7 @@
 
 #include "act_quant.h"
 #include "common.h"
+#include "gemm.h"
 
 namespace edgegen {
 namespace {
@@ -157,6 +158,10 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
     if (N == 0 || T == 0) return;
     const int64_t rb = fmt.row_bytes(K);
     if (dots == nullptr) return matmul_decoded(fmt, w, N, K, x, T, out, threads);
+    // activations rounded as by the dot path below: 32-value blocks for Q8_0 / Q4_0, 256 for the K-quants
+    const int64_t act_block = fmt.qtype == kQ8_0 || fmt.qtype == kQ4_0 ? kQ8Values
+                            : fmt.qtype == kQ4_K || fmt.qtype == kQ6_K ? kQ8KValues : 0;
+    if (T >= kGemmMinTokens && matmul_gemm(fmt, w, N, K, x, T, out, threads, *dots, act_block)) return;
     switch (fmt.qtype) {
         case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_0:

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "act_quant.h"
+#include "quant_formats.h"
 
 namespace edgegen {
 
@@ -42,6 +43,10 @@ using TileQ8K = void (*)(const uint8_t* w, int64_t row_bytes, const BlockQ8K* x,
 using TileF32 = void (*)(const uint8_t* w, int64_t row_bytes, const float* x, int64_t x_stride, int64_t n,
                          float* out, int64_t out_stride);
 
+// Prompt GEMM register tile (gemm.h): kGemmRows decoded weight rows (w_stride apart) against a
+// block of 16 tokens stored transposed (xt[k * 16 + t]), accumulated into c[r * 16 + t].
+using GemmTile = void (*)(const float* w, int64_t w_stride, const float* xt, int64_t kc, float* c);
+
 struct DotTable {
     Isa isa;
     const char* name;
@@ -61,6 +66,12 @@ struct DotTable {
     TileF32 f32_tile;  // float formats: each weight vector widened once for kTileTokens products
     TileF32 f16_tile;
     TileF32 bf16_tile;
+    GemmTile gemm_tile;  // optional: prompts as float GEMM on decoded weights (gemm.h)
+    DecodeFn decode_f16; // optional: faster twins of quant_formats.cpp's decoders, same values
+    DecodeFn decode_q8_0;
+    DecodeFn decode_q4_0;
+    DecodeFn decode_q4_k;
+    DecodeFn decode_q6_k;
 };
 
 extern const DotTable kDotScalar;

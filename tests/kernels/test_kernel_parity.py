@@ -6,8 +6,9 @@ Every test runs once per implementation (fixture ``impl``). Tolerances, the same
 - get_rows (so every block decoder) and the f16 decoder: bit-exact, NaN payloads and -0.0 included;
 - matmul: |err| <= 1e-4 * sum_k |W[n,k] x[t,k]| (float32 dot-product rounding) against matmul_ref,
   or for the 8-bit-activation tables (cpp, cpp-scalar, cpp-avx2) against matmul_act_q8_ref, which
-  rounds x exactly as the kernels do; row t of a T-row
-  product bit-identical to the product of x[t] alone (prefill == decode);
+  rounds x exactly as the kernels do; row t of a T-row product bit-identical to the product of
+  x[t] alone (prefill == decode) below GEMM_MIN_TOKENS rows; from there on (the prompt GEMM,
+  cpp/gemm.h) bit-identical to row t of a product with more rows;
 - rmsnorm, swiglu: rtol 1e-6, atol 1e-7; rope: rtol 1e-6, atol 1e-6 (columns past n_rot untouched);
 - attention (float32 online softmax): rtol 1e-4, atol 2e-5; cache rows past the last query are NaN
   and must never be read;
@@ -27,6 +28,7 @@ from edgegen.kernels.quants import dequantize
 FLOAT_TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16]
 BLOCK_TYPES = [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q4_K, GGMLType.Q6_K]
 QTYPES = FLOAT_TYPES + BLOCK_TYPES
+GEMM_MIN_TOKENS = 16  # cpp/gemm.h kGemmMinTokens; checked against the module in test_gemm_rows_do_not_depend_on_batch
 DECODE_CHUNK = QK_K  # values both implementations decode per step (numba_cpu.CHUNK, the C++ 256-value chunk)
 
 
@@ -89,7 +91,7 @@ def test_matmul(impl, qtype):
     for K in k_values(qtype):
         for N in (5, 23):
             w = make_weights(qtype, N, K, rng)
-            for T in (1, 7):
+            for T in (1, 7, GEMM_MIN_TOKENS, 37):
                 x = rng.standard_normal((T, K)).astype(np.float32)
                 out = run_threads(impl.matmul, np.empty((T, N), np.float32), w, int(qtype), K, x)
                 assert_matmul_close(w, qtype, K, x, out, f"{qtype.name} K={K} N={N} T={T}", impl.int8_act)
@@ -119,6 +121,23 @@ def test_matmul_batch_rows_equal_single_rows(impl, qtype):
             assert (np.abs(one[0] - full[t]) <= 1e-6 * scale).all()
         else:
             np.testing.assert_array_equal(one[0], full[t])
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+def test_gemm_rows_do_not_depend_on_batch(impl, qtype):
+    """On the prompt GEMM (from GEMM_MIN_TOKENS rows) row t's result is the same bits whatever the
+    number of rows around it: the first 16 rows of a 53-row product equal a 16-row product, for
+    N = 31 rows of weights (a partial register tile and task) and K spanning two decode chunks."""
+    if impl.compiled is not None:
+        assert impl.compiled.gemm_min_tokens == GEMM_MIN_TOKENS
+    rng = np.random.default_rng(200 + int(qtype))
+    N, K = 31, 2 * DECODE_CHUNK + (44 if qtype in FLOAT_TYPES else block_geometry(qtype)[0])
+    w = make_weights(qtype, N, K, rng)
+    x = rng.standard_normal((53, K)).astype(np.float32)
+    full = run_threads(impl.matmul, np.empty((53, N), np.float32), w, int(qtype), K, x)
+    part = run_threads(impl.matmul, np.empty((GEMM_MIN_TOKENS, N), np.float32), w, int(qtype), K, x[:GEMM_MIN_TOKENS])
+    np.testing.assert_array_equal(full[:GEMM_MIN_TOKENS], part)
+    assert_matmul_close(w, qtype, K, x, full, f"{qtype.name} K={K} N={N} T=53", impl.int8_act)
 
 
 # --------------------------------------------------------------------------------------------
