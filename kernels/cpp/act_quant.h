@@ -46,4 +46,14 @@ void quantize_q8(const float* x, BlockQ8* out, int64_t n);
 // x (n,) float32 -> n / kQ8KValues blocks; n a multiple of kQ8KValues.
 void quantize_q8k(const float* x, BlockQ8K* out, int64_t n);
 
+using QuantizeQ8 = void (*)(const float* x, BlockQ8* out, int64_t n);
+using QuantizeQ8K = void (*)(const float* x, BlockQ8K* out, int64_t n);
+
+#if defined(__x86_64__) || defined(_M_X64)
+// act_quant_avx2.cpp: the same blocks, bit for bit; call only where the CPU has AVX2 and F16C
+// (through the AVX2 dot table).
+void quantize_q8_avx2(const float* x, BlockQ8* out, int64_t n);
+void quantize_q8k_avx2(const float* x, BlockQ8K* out, int64_t n);
+#endif
+
 }  // namespace edgegen

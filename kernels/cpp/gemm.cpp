@@ -13,7 +13,7 @@
 namespace edgegen {
 namespace {
 
-constexpr int64_t kGemmGroups = 4;  // register-tile row groups per task: 24 rows share each token chunk in L1
+constexpr int64_t kGemmGroups = 8;  // register-tile row groups per task: 48 rows (3 cache lines of output per token) share each token chunk
 constexpr int64_t kTaskRows = kGemmRows * kGemmGroups;
 
 DecodeFn table_decoder(const QuantFormat& fmt, const DotTable& dots) {
@@ -29,20 +29,21 @@ DecodeFn table_decoder(const QuantFormat& fmt, const DotTable& dots) {
     return fast != nullptr ? fast : fmt.decode;
 }
 
-// x (T, K) -> x' (T, K) = d * q of its 8-bit blocks (act_quant.h), in place.
-template <class Block, int64_t kValues, void (*Quantize)(const float*, Block*, int64_t)>
-void round_to_8_bits(float* x, int64_t T, int64_t K, int threads) {
-    const int64_t per_row = K / kValues;
-    std::vector<Block> blocks(static_cast<size_t>(T * per_row));
-    const int team = static_cast<int>(std::min<int64_t>(threads, T));
-#pragma omp parallel for num_threads(team) schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
-        Block* row = blocks.data() + t * per_row;
-        Quantize(x + t * K, row, K);
-        for (int64_t b = 0; b < per_row; ++b) {
-            for (int64_t i = 0; i < kValues; ++i) x[t * K + b * kValues + i] = row[b].d * static_cast<float>(row[b].qs[i]);
-        }
+// Row x (K,) -> row (K,): d * q of its 8-bit blocks.
+template <class Block, int64_t kValues>
+void round_row(void (*quantize)(const float*, Block*, int64_t), const float* x, int64_t K, Block* blocks, float* row) {
+    quantize(x, blocks, K);
+    for (int64_t b = 0; b < K / kValues; ++b) {
+        for (int64_t i = 0; i < kValues; ++i) row[b * kValues + i] = blocks[b].d * static_cast<float>(blocks[b].qs[i]);
     }
+}
+
+// Scratch buffers of the calling thread, kept between calls: a prompt runs a few hundred
+// products of the same sizes, and fresh multi-megabyte vectors cost page faults every time.
+template <class T>
+T* scratch(std::vector<T>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
 }
 
 }  // namespace
@@ -62,36 +63,56 @@ void gemm_tile_scalar(const float* w, int64_t w_stride, const float* xt, int64_t
 bool matmul_gemm(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, const float* x, int64_t T,
                  float* out, int threads, const DotTable& dots, int64_t act_block) {
     if (dots.gemm_tile == nullptr) return false;
-    std::vector<float> rounded;
-    if (act_block != 0) {
-        rounded.assign(x, x + T * K);
-        if (act_block == kQ8Values) round_to_8_bits<BlockQ8, kQ8Values, quantize_q8>(rounded.data(), T, K, threads);
-        if (act_block == kQ8KValues) round_to_8_bits<BlockQ8K, kQ8KValues, quantize_q8k>(rounded.data(), T, K, threads);
-        x = rounded.data();
-    }
     const GemmTile tile = dots.gemm_tile;
     const DecodeFn decode = table_decoder(fmt, dots);
+    const QuantizeQ8 q8_fn = dots.quantize_q8 != nullptr ? dots.quantize_q8 : quantize_q8;
+    const QuantizeQ8K q8k_fn = dots.quantize_q8k != nullptr ? dots.quantize_q8k : quantize_q8k;
     const int64_t row_bytes = fmt.row_bytes(K);
     const int64_t blocks = (T + kGemmTokens - 1) / kGemmTokens;
     const int64_t tasks = (N + kTaskRows - 1) / kTaskRows;
     const int team = static_cast<int>(std::min<int64_t>(threads, tasks));
     const int64_t c_size = blocks * kTaskRows * kGemmTokens;  // per task: c[block][row][token]
-    // allocated before the team starts: an allocation failure throws here, not inside OpenMP
-    std::vector<float> xt(static_cast<size_t>(blocks * K * kGemmTokens), 0.0f);
-    std::vector<float> c_all(static_cast<size_t>(team * c_size));
-    std::vector<float> w_all(static_cast<size_t>(team * kTaskRows * kGemmChunk));
+    // sized before the team starts: an allocation failure throws here, not inside OpenMP
+    thread_local std::vector<float> xt_buf, c_buf, w_buf, rows_buf;
+    thread_local std::vector<BlockQ8> q8_buf;
+    thread_local std::vector<BlockQ8K> q8k_buf;
+    float* xt = scratch(xt_buf, blocks * K * kGemmTokens);
+    float* c_all = scratch(c_buf, team * c_size);
+    float* w_all = scratch(w_buf, team * kTaskRows * kGemmChunk);
+    float* rows_all = scratch(rows_buf, team * kGemmTokens * K);  // one token block's rounded rows
+    BlockQ8* q8 = act_block == kQ8Values ? scratch(q8_buf, team * (K / kQ8Values)) : nullptr;
+    BlockQ8K* q8k = act_block == kQ8KValues ? scratch(q8k_buf, team * (K / kQ8KValues)) : nullptr;
 
 #pragma omp parallel num_threads(team)
     {
-        // 1. x (T, K) -> xt[block][k][token]; tokens past T stay 0
+        const int me = omp_get_thread_num();
+        // 1. x (T, K) -> xt[block][k][token], rounded to 8 bits as the dot path would (into
+        //    rows[token][k] first), then transposed with sequential writes; tokens past T are 0
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < T; ++t) {
-            float* dst = xt.data() + (t / kGemmTokens) * K * kGemmTokens + t % kGemmTokens;
-            const float* src = x + t * K;
-            for (int64_t k = 0; k < K; ++k) dst[k * kGemmTokens] = src[k];
+        for (int64_t b = 0; b < blocks; ++b) {
+            const float* src[kGemmTokens];
+            float* rows = rows_all + me * kGemmTokens * K;
+            for (int64_t i = 0; i < kGemmTokens; ++i) {
+                const int64_t t = b * kGemmTokens + i;
+                float* row = rows + i * K;
+                src[i] = row;
+                if (t >= T) {
+                    std::fill(row, row + K, 0.0f);
+                } else if (q8 != nullptr) {
+                    round_row<BlockQ8, kQ8Values>(q8_fn, x + t * K, K, q8 + me * (K / kQ8Values), row);
+                } else if (q8k != nullptr) {
+                    round_row<BlockQ8K, kQ8KValues>(q8k_fn, x + t * K, K, q8k + me * (K / kQ8KValues), row);
+                } else {
+                    src[i] = x + t * K;  // float activations as given
+                }
+            }
+            float* dst = xt + b * K * kGemmTokens;
+            for (int64_t k = 0; k < K; ++k) {
+                for (int64_t i = 0; i < kGemmTokens; ++i) dst[k * kGemmTokens + i] = src[i][k];
+            }
         }
-        float* c = c_all.data() + omp_get_thread_num() * c_size;
-        float* wd = w_all.data() + omp_get_thread_num() * kTaskRows * kGemmChunk;  // wd[row][k]
+        float* c = c_all + me * c_size;
+        float* wd = w_all + me * kTaskRows * kGemmChunk;  // wd[row][k]
 
         // 2. tasks of kTaskRows weight rows, all tokens
 #pragma omp for schedule(dynamic, 1)
@@ -106,7 +127,7 @@ bool matmul_gemm(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
                 const int64_t byte_off = fmt.row_bytes(k0);
                 for (int64_t r = 0; r < rows; ++r) decode(w + (n0 + r) * row_bytes + byte_off, wd + r * kGemmChunk, len);
                 for (int64_t b = 0; b < blocks; ++b) {
-                    const float* xb = xt.data() + (b * K + k0) * kGemmTokens;
+                    const float* xb = xt + (b * K + k0) * kGemmTokens;
                     for (int64_t g = 0; g < groups; ++g) {
                         tile(wd + g * kGemmRows * kGemmChunk, kGemmChunk, xb, len,
                              c + (b * kTaskRows + g * kGemmRows) * kGemmTokens);

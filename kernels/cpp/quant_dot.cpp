@@ -126,14 +126,14 @@ void dot_tiles(Dot dot_row, Tile tile, const uint8_t* w, int64_t row_bytes, int6
 }
 
 // Activation rows x (T, K) quantized to Block blocks of kValues, then the tiled dot products.
-template <class Block, int64_t kValues, void (*Quantize)(const float*, Block*, int64_t), class Dot, class Tile>
-void matmul_int8(Dot dot_row, Tile tile, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x, int64_t T,
+template <class Block, int64_t kValues, class Dot, class Tile>
+void matmul_int8(void (*quantize)(const float*, Block*, int64_t), Dot dot_row, Tile tile, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x, int64_t T,
                  float* out, int threads) {
     const int64_t per_row = K / kValues;
     std::vector<Block> act(static_cast<size_t>(T * per_row));
     const int team = static_cast<int>(std::min<int64_t>(threads, T));
 #pragma omp parallel for num_threads(team) schedule(static) if (T > 1)
-    for (int64_t t = 0; t < T; ++t) Quantize(x + t * K, act.data() + t * per_row, K);
+    for (int64_t t = 0; t < T; ++t) quantize(x + t * K, act.data() + t * per_row, K);
     dot_tiles(dot_row, tile, w, row_bytes, N, K, act.data(), per_row, T, out, threads);
 }
 
@@ -142,11 +142,11 @@ template <class Act>
 constexpr void (*kNoTile)(const uint8_t*, int64_t, const Act*, int64_t, int64_t, float*, int64_t) = nullptr;
 
 // Decode on Q4_0 with a paired-activation dot (DotQ8Pair): x quantized, then rearranged in pairs.
-void matvec_q4_0_pairs(DotQ8Pair dot, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x,
+void matvec_q4_0_pairs(QuantizeQ8 quantize, DotQ8Pair dot, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x,
                        float* out, int threads) {
     std::vector<BlockQ8> blocks(static_cast<size_t>(K / kQ8Values));
     std::vector<BlockQ8Pair> pairs(blocks.size() / 2);
-    quantize_q8(x, blocks.data(), K);
+    quantize(x, blocks.data(), K);
     pair_q8(blocks.data(), pairs.data(), static_cast<int64_t>(blocks.size()));
     dot_tiles(dot, kNoTile<BlockQ8Pair>, w, row_bytes, N, K, pairs.data(), 0, 1, out, threads);
 }
@@ -162,15 +162,17 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
     const int64_t act_block = fmt.qtype == kQ8_0 || fmt.qtype == kQ4_0 ? kQ8Values
                             : fmt.qtype == kQ4_K || fmt.qtype == kQ6_K ? kQ8KValues : 0;
     if (T >= kGemmMinTokens && matmul_gemm(fmt, w, N, K, x, T, out, threads, *dots, act_block)) return;
+    const QuantizeQ8 q8 = dots->quantize_q8 != nullptr ? dots->quantize_q8 : quantize_q8;
+    const QuantizeQ8K q8k = dots->quantize_q8k != nullptr ? dots->quantize_q8k : quantize_q8k;
     switch (fmt.qtype) {
-        case kQ8_0: return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
+        case kQ8_0: return matmul_int8<BlockQ8, kQ8Values>(q8, dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_0:
             if (T == 1 && dots->q4_0_pairs != nullptr && K % (2 * kQ8Values) == 0) {
-                return matvec_q4_0_pairs(dots->q4_0_pairs, w, rb, N, K, x, out, threads);
+                return matvec_q4_0_pairs(q8, dots->q4_0_pairs, w, rb, N, K, x, out, threads);
             }
-            return matmul_int8<BlockQ8, kQ8Values, quantize_q8>(dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
-        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q4_k, dots->q4_k_tile, w, rb, N, K, x, T, out, threads);
-        case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues, quantize_q8k>(dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
+            return matmul_int8<BlockQ8, kQ8Values>(q8, dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
+        case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues>(q8k, dots->q4_k, dots->q4_k_tile, w, rb, N, K, x, T, out, threads);
+        case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues>(q8k, dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
         case kF32: return dot_tiles(dots->f32, dots->f32_tile, w, rb, N, K, x, K, T, out, threads);
         case kF16: return dot_tiles(dots->f16, dots->f16_tile, w, rb, N, K, x, K, T, out, threads);
         case kBF16: return dot_tiles(dots->bf16, dots->bf16_tile, w, rb, N, K, x, K, T, out, threads);

@@ -72,6 +72,8 @@ struct DotTable {
     DecodeFn decode_q4_0;
     DecodeFn decode_q4_k;
     DecodeFn decode_q6_k;
+    QuantizeQ8 quantize_q8;    // optional: act_quant.h's quantizers, same bits
+    QuantizeQ8K quantize_q8k;
 };
 
 extern const DotTable kDotScalar;

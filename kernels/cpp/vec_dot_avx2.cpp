@@ -400,6 +400,7 @@ const DotTable kDotAvx2 = {
     tile_q8<false>, tile_q8<true>, tile_q4_k, dot_q4_0_pairs, axpy, exp_shift,
     tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
     gemm_tile_avx2, decode_f16_avx2, decode_q8_0_avx2, decode_q4_0_avx2, decode_q4_k_avx2, decode_q6_k_avx2,
+    quantize_q8_avx2, quantize_q8k_avx2,
 };
 
 }  // namespace edgegen

@@ -128,7 +128,7 @@ float dot_half(const uint8_t* w, const float* x, int64_t n) {
 const DotTable kDotScalar = {
     Isa::kScalar, "scalar", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k, dot_f32, dot_half<f16_to_f32>, dot_half<bf16_to_f32>,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-    gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr,
+    gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 }  // namespace edgegen

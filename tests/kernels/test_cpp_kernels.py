@@ -35,22 +35,26 @@ def test_matmul_long_rows(qtype, int8_act):
     assert_matmul_close(w, qtype, LONG_K, x, out, f"{qtype.name} K={LONG_K}", int8_act)
 
 
+@pytest.mark.parametrize("isa", cpp.isa_names())
+@pytest.mark.parametrize("T", [4, cpp.gemm_min_tokens + 4], ids=["dot", "gemm"])
 @pytest.mark.parametrize("qtype", [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda q: q.name)
-def test_act_quant_matches_reference_rounding(qtype):
+def test_act_quant_matches_reference_rounding(qtype, T, isa):
     """Every activation row, including an all-zero block and exact half-way values, is rounded
-    as ref.quantize_act_ref rounds it: the dot path then equals matmul_act_q8_ref to float32
-    summation, and is far closer to it than to the float-activation product."""
+    as ref.quantize_act_ref rounds it, by every table's quantizer, on the dot path (T = 4) and the
+    prompt GEMM (T = 20): the product then equals matmul_act_q8_ref to float32 summation, and is
+    far closer to it than to the float-activation product."""
     rng = np.random.default_rng(300 + int(qtype))
     K, N = 512, 16
     w = make_weights(qtype, N, K, rng)
-    x = rng.standard_normal((4, K)).astype(np.float32)
+    x = rng.standard_normal((T, K)).astype(np.float32)
     x[1, :256] = 0.0
     x[2, :32] = np.arange(32, dtype=np.float32) - 15.5  # halves: x * 127 / max lands on .5 often
     x[2, 0] = 127.0
-    exact, rounded, ours = (np.empty((4, N), np.float32) for _ in range(3))
+    x[3, 32:64] = (np.arange(32, dtype=np.float32) - 16) * np.float32(0.5)  # more halves, another block
+    exact, rounded, ours = (np.empty((T, N), np.float32) for _ in range(3))
     ref.matmul_ref(w, qtype, K, x, exact)
     ref.matmul_act_q8_ref(w, qtype, K, x, rounded)
-    cpp.matmul(w, int(qtype), K, x, ours, threads=2)
+    cpp.matmul(w, int(qtype), K, x, ours, threads=2, isa=isa)
     assert np.abs(ours - rounded).max() < 1e-3 * np.abs(ours - exact).max()
 
 
