@@ -70,7 +70,8 @@ bool matmul_gemm(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
     const int64_t row_bytes = fmt.row_bytes(K);
     const int64_t blocks = (T + kGemmTokens - 1) / kGemmTokens;
     const int64_t tasks = (N + kTaskRows - 1) / kTaskRows;
-    const int team = static_cast<int>(std::min<int64_t>(threads, tasks));
+    // a multiply-add is a fraction of an elementwise operation: count 8 per unit of work, as dot_tiles
+    const int team = static_cast<int>(std::min<int64_t>(team_for(N * T * K / 8, threads), tasks));
     const int64_t c_size = blocks * kTaskRows * kGemmTokens;  // per task: c[block][row][token]
     // sized before the team starts: an allocation failure throws here, not inside OpenMP
     thread_local std::vector<float> xt_buf, c_buf, w_buf, rows_buf;
