@@ -12,12 +12,13 @@ from __future__ import annotations
 import importlib
 import os
 
-from edgegen.errors import (ContextLengthError, ConversionError, EdgegenError, MissingDependencyError,
-                            ModelFileError, TokenizerError, UnsupportedModelError, UsageError)
+from edgegen.errors import (ChatTemplateError, ContextLengthError, ConversionError, EdgegenError, GrammarError,
+                            MissingDependencyError, ModelFileError, TokenizerError, UnsupportedModelError, UsageError)
 
 __version__ = "0.1.0"
 __all__ = ["load", "EdgegenError", "ModelFileError", "UnsupportedModelError", "TokenizerError",
-           "ContextLengthError", "ConversionError", "MissingDependencyError", "UsageError"]
+           "ContextLengthError", "ConversionError", "MissingDependencyError", "UsageError", "GrammarError",
+           "ChatTemplateError"]
 
 
 def load(path: str | os.PathLike, backend: str = "native", **options):

@@ -29,6 +29,64 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, default=None, help="context size (KV cache) in tokens")
 
 
+def _sampling_options(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("sampling (llama.cpp's names and semantics)")
+    s.add_argument("--temperature", "--temp", type=float, default=0.0, help="0 = greedy (default)")
+    s.add_argument("--top-k", type=int, default=0, help="0 = off")
+    s.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    s.add_argument("--min-p", type=float, default=0.0, help="0 = off")
+    s.add_argument("--typical-p", type=float, default=1.0, help="1 = off")
+    s.add_argument("--repeat-penalty", type=float, default=1.0, help="1 = off")
+    s.add_argument("--presence-penalty", type=float, default=0.0)
+    s.add_argument("--frequency-penalty", type=float, default=0.0)
+    s.add_argument("--repeat-last-n", type=int, default=64, help="penalty window in tokens (0 = off, -1 = all)")
+    s.add_argument("--mirostat", type=int, default=0, choices=(0, 2), help="2 = mirostat v2")
+    s.add_argument("--mirostat-tau", type=float, default=5.0)
+    s.add_argument("--mirostat-eta", type=float, default=0.1)
+    s.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS",
+                   help="add BIAS to token ID's logit (repeatable; BIAS may be -inf)")
+    s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop before this text (repeatable)")
+    s.add_argument("--seed", type=int, default=None)
+
+
+def _sampling_kwargs(a: argparse.Namespace) -> dict:
+    bias = {}
+    for item in a.logit_bias:
+        tid, sep, value = item.partition("=")
+        try:
+            bias[int(tid)] = float(value)
+        except ValueError:
+            raise UsageError(f"--logit-bias: expected ID=BIAS (e.g. 15043=-inf), found '{item}'") from None
+        if not sep:
+            raise UsageError(f"--logit-bias: expected ID=BIAS (e.g. 15043=-inf), found '{item}'")
+    return dict(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, typical_p=a.typical_p,
+                repeat_penalty=a.repeat_penalty, presence_penalty=a.presence_penalty,
+                frequency_penalty=a.frequency_penalty, repeat_last_n=a.repeat_last_n, mirostat=a.mirostat,
+                mirostat_tau=a.mirostat_tau, mirostat_eta=a.mirostat_eta, logit_bias=bias, seed=a.seed,
+                stop=tuple(a.stop))
+
+
+def _read_text_arg(value: str | None, flag: str) -> str | None:
+    """A flag's value, or the contents of the file it names."""
+    if value is None:
+        return None
+    from pathlib import Path
+    path = Path(value)
+    try:
+        if len(value) < 4096 and path.is_file():
+            return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{flag}: cannot read {value}: {e.strerror}") from None
+    return value
+
+
+def _report(timing, model) -> None:
+    t = timing
+    print(f"[prompt {t.prompt_tokens} tokens ({t.reused_tokens} cached), {t.prompt_tps:.1f} tok/s | "
+          f"generated {t.generated_tokens} tokens, {t.decode_tps:.1f} tok/s | first token {t.first_token_seconds * 1e3:.0f} ms | "
+          f"stop: {t.finish_reason} | {model.threads} threads, {model.kernels.name} kernels]", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgegen", description="Run generative models locally, offline.")
     parser.add_argument("--version", action="version", version=f"edgegen {edgegen.__version__}")
@@ -39,11 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("args", nargs="+", metavar="[MODEL] PROMPT",
                    help="a .gguf file (default: the bundled demo model) and the prompt text")
     g.add_argument("-n", "--max-tokens", type=int, default=64, help="tokens to generate (default 64)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=None)
+    _sampling_options(g)
+    g.add_argument("--json-schema", metavar="SCHEMA", help="constrain the output to this JSON schema (a file or inline JSON)")
+    g.add_argument("--regex", help="constrain the output to this regular expression")
+    g.add_argument("--grammar", metavar="FILE", help="constrain the output to this Lark grammar file")
     _model_options(g)
+
+    ch = sub.add_parser("chat", help="chat with a GGUF model (its own chat template), turn by turn from stdin",
+                        usage="edgegen chat [MODEL] [options]")
+    ch.add_argument("model", nargs="?", default=None, help="a .gguf file (default: the bundled demo model)")
+    ch.add_argument("--system", default=None, help="system message")
+    ch.add_argument("-n", "--max-tokens", type=int, default=256, help="tokens per reply (default 256)")
+    _sampling_options(ch)
+    _model_options(ch)
 
     i = sub.add_parser("info", help="describe a GGUF model")
     i.add_argument("model")
@@ -58,21 +124,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
-    from edgegen.generate import Timing
     if len(a.args) > 2:
         raise UsageError(f"generate takes [MODEL] PROMPT, found {len(a.args)} arguments (quote the prompt)")
     model_path, a.prompt = (a.args[0], a.args[1]) if len(a.args) == 2 else (default_model(), a.args[0])
+    options = _sampling_kwargs(a)
+    options.update(json_schema=_read_text_arg(a.json_schema, "--json-schema"), regex=a.regex,
+                   grammar=_read_text_arg(a.grammar, "--grammar"))
     model = edgegen.load(model_path, threads=a.threads, kernels=a.kernels, n_ctx=a.ctx)
-    timings: list[Timing] = []
+    stream = model.generate(a.prompt, max_tokens=a.max_tokens, **options)
     sys.stdout.write(a.prompt)
-    for tok in model.generate(a.prompt, max_tokens=a.max_tokens, temperature=a.temperature,
-                              top_k=a.top_k, top_p=a.top_p, seed=a.seed, timings=timings):
+    for tok in stream:
         sys.stdout.write(tok.text)
         sys.stdout.flush()
     sys.stdout.write("\n")
-    t = timings[0]
-    print(f"[prompt {t.prompt_tokens} tokens, {t.prompt_tps:.1f} tok/s | generated {t.generated_tokens} tokens, "
-          f"{t.decode_tps:.1f} tok/s | {model.threads} threads, {model.kernels.name} kernels]", file=sys.stderr)
+    _report(stream.timing, model)
+
+
+def cmd_chat(a: argparse.Namespace) -> None:
+    model = edgegen.load(a.model or default_model(), threads=a.threads, kernels=a.kernels, n_ctx=a.ctx)
+    options = _sampling_kwargs(a)
+    messages = [{"role": "system", "content": a.system}] if a.system else []
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line.rstrip("\n")})
+        stream = model.chat(messages, max_tokens=a.max_tokens, **options)
+        reply = []
+        for tok in stream:
+            reply.append(tok.text)
+            sys.stdout.write(tok.text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": "".join(reply)})
+        _report(stream.timing, model)
 
 
 def cmd_info(a: argparse.Namespace) -> None:
@@ -92,6 +182,8 @@ def cmd_info(a: argparse.Namespace) -> None:
     print(f"parameters    {n_params / 1e6:.2f} M; vocab {c.vocab_size}; tied embeddings {'yes' if c.tied_embeddings else 'no'}")
     print(f"tensor types  {', '.join(f'{k} x{v}' for k, v in sorted(types.items()))}")
     print(f"tokenizer     {tok.describe()}")
+    template = f.metadata.get("tokenizer.chat_template")
+    print(f"chat template {f'from the file ({len(template)} characters)' if isinstance(template, str) and template.strip() else 'none (chat uses the ChatML fallback)'}")
     print(f"kernels       {simd_summary()}")
 
 
@@ -102,7 +194,7 @@ def cmd_convert(a: argparse.Namespace) -> None:
         print(report.summary())
 
 
-COMMANDS = {"generate": cmd_generate, "info": cmd_info, "convert": cmd_convert}
+COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,3 +32,13 @@ class MissingDependencyError(EdgegenError):
 
 class UsageError(EdgegenError):
     """Invalid arguments from the caller (API or CLI)."""
+
+
+class ChatTemplateError(EdgegenError):
+    """A chat template cannot be compiled or rendered: syntax error, sandbox violation, undefined
+    value, or the template's own raise_exception (e.g. roles out of order)."""
+
+
+class GrammarError(UsageError):
+    """A JSON schema, regex or grammar constraining the output is invalid, or a token it does not allow
+    was chosen."""

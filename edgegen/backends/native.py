@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from edgegen.backends.base import ModelBase
 from edgegen.errors import ContextLengthError, UsageError
-from edgegen.generate import Timing, Token, generate_tokens
 from edgegen.gguf_file import GGUFFile
 from edgegen.kernels import load_kernels
 from edgegen.kv_cache import KVCache
 from edgegen.models import llama
-from edgegen.sampling import SamplingParams
 from edgegen.tokenizer import Tokenizer
 
 DEFAULT_MAX_CONTEXT = 4096  # cap on the KV cache when the caller does not choose n_ctx
@@ -27,11 +26,19 @@ class NativeSession:
         self._model = model
         self.n_ctx = model.n_ctx
         self.cache = KVCache(c.n_layers, c.n_kv_heads, model.n_ctx, c.head_dim)
+        self.tokens: list[int] = []   # the ids the cache holds, in order
         self.last_forward_seconds: float | None = None  # time inside the last C++ forward call
 
     @property
     def n_past(self) -> int:
         return self.cache.length
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` cached positions (a shared prefix), forget the rest."""
+        if not 0 <= n <= len(self.tokens):
+            raise UsageError(f"truncate: n must be between 0 and {len(self.tokens)}, found {n}")
+        self.cache.truncate(n)
+        del self.tokens[n:]
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         ids = self._model.check_ids(tokens)
@@ -42,10 +49,11 @@ class NativeSession:
             logits, self.last_forward_seconds = m.compiled(self.cache, ids, self.n_past, m.threads, all_logits)
         else:
             logits = llama.forward(m.config, m.weights, m.kernels, self.cache, ids, self.n_past, m.threads, all_logits)
+        self.tokens.extend(int(i) for i in ids)
         return logits if all_logits else logits[0]
 
 
-class NativeModel:
+class NativeModel(ModelBase):
     backend = "native"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, kernels: str = "cpp",
@@ -67,6 +75,10 @@ class NativeModel:
     def path(self) -> Path:
         return self.file.path
 
+    @property
+    def metadata(self) -> dict:
+        return self.file.metadata
+
     def check_ids(self, tokens: Sequence[int]) -> np.ndarray:
         ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
         bad = ids[(ids < 0) | (ids >= self.config.vocab_size)]
@@ -82,17 +94,6 @@ class NativeModel:
         if len(ids) > self.n_ctx:
             raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
         return self.new_session().eval(ids, all_logits=True)
-
-    def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.0,
-                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-                 timings: list[Timing] | None = None, ignore_eos: bool = False) -> Iterator[Token]:
-        """Stream tokens for ``prompt`` (text, or token ids used as given)."""
-        if max_tokens < 0:
-            raise UsageError(f"max_tokens must be >= 0, found {max_tokens}")
-        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
-        rng = np.random.default_rng(seed)
-        return generate_tokens(self.new_session(), self.tokenizer, ids, max_tokens, params, rng, timings, ignore_eos)
 
 
 def _threads(threads: int | None) -> int:

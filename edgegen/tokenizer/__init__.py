@@ -170,6 +170,13 @@ class Tokenizer:
             raise TokenizerError(f"{self._source}: token id {id} is out of range [0, {self.vocab_size})")
         return self._pieces[id]
 
+    def token_text(self, id: int) -> str:
+        """The vocabulary entry of token ``id`` as stored ("<|im_end|>", "Ġthe"): for special
+        tokens, the text a chat template writes for them."""
+        if not 0 <= id < self.vocab_size:
+            raise TokenizerError(f"{self._source}: token id {id} is out of range [0, {self.vocab_size})")
+        return self._vocab.tokens[id]
+
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``: control tokens are skipped, invalid UTF-8 becomes U+FFFD. For a
         SentencePiece vocabulary the space put before the text when encoding is dropped again."""
