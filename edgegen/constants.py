@@ -3,9 +3,94 @@ from __future__ import annotations
 
 import enum
 
-from gguf import GGML_QUANT_SIZES, QK_K, GGMLQuantizationType as GGMLType
+__all__ = ["GGMLType", "QK_K", "GGML_QUANT_SIZES", "GGUF_MAGIC", "GGUFValueType", "TokenType", "SUPPORTED_TYPES",
+           "block_geometry", "row_bytes", "Arch", "Key", "RopeStyle"]
 
-__all__ = ["GGMLType", "QK_K", "SUPPORTED_TYPES", "block_geometry", "row_bytes", "Arch", "Key", "RopeStyle"]
+# The GGUF format's numbers, as gguf-py (gguf.constants) defines them; tests/test_constants.py
+# checks every entry against gguf-py. They are restated here so that loading a model does not
+# import gguf-py (its package import pulls in its writer, reader and YAML: about 70 ms of cold
+# start); the converters and tests still use gguf-py itself.
+GGUF_MAGIC = 0x46554747   # "GGUF" little endian
+QK_K = 256                # values per K-quant super-block
+
+
+class GGMLType(enum.IntEnum):
+    """Tensor types (gguf.GGMLQuantizationType)."""
+    F32 = 0
+    F16 = 1
+    Q4_0 = 2
+    Q4_1 = 3
+    Q5_0 = 6
+    Q5_1 = 7
+    Q8_0 = 8
+    Q8_1 = 9
+    Q2_K = 10
+    Q3_K = 11
+    Q4_K = 12
+    Q5_K = 13
+    Q6_K = 14
+    Q8_K = 15
+    IQ2_XXS = 16
+    IQ2_XS = 17
+    IQ3_XXS = 18
+    IQ1_S = 19
+    IQ4_NL = 20
+    IQ3_S = 21
+    IQ2_S = 22
+    IQ4_XS = 23
+    I8 = 24
+    I16 = 25
+    I32 = 26
+    I64 = 27
+    F64 = 28
+    IQ1_M = 29
+    BF16 = 30
+    TQ1_0 = 34
+    TQ2_0 = 35
+    MXFP4 = 39
+    NVFP4 = 40
+    Q1_0 = 41
+
+
+# (values per block, bytes per block) of every type (gguf.GGML_QUANT_SIZES)
+GGML_QUANT_SIZES: dict[GGMLType, tuple[int, int]] = {
+    GGMLType.F32: (1, 4), GGMLType.F16: (1, 2), GGMLType.Q4_0: (32, 18), GGMLType.Q4_1: (32, 20),
+    GGMLType.Q5_0: (32, 22), GGMLType.Q5_1: (32, 24), GGMLType.Q8_0: (32, 34), GGMLType.Q8_1: (32, 40),
+    GGMLType.Q2_K: (256, 84), GGMLType.Q3_K: (256, 110), GGMLType.Q4_K: (256, 144), GGMLType.Q5_K: (256, 176),
+    GGMLType.Q6_K: (256, 210), GGMLType.Q8_K: (256, 292), GGMLType.IQ2_XXS: (256, 66), GGMLType.IQ2_XS: (256, 74),
+    GGMLType.IQ3_XXS: (256, 98), GGMLType.IQ1_S: (256, 50), GGMLType.IQ4_NL: (32, 18), GGMLType.IQ3_S: (256, 110),
+    GGMLType.IQ2_S: (256, 82), GGMLType.IQ4_XS: (256, 136), GGMLType.I8: (1, 1), GGMLType.I16: (1, 2),
+    GGMLType.I32: (1, 4), GGMLType.I64: (1, 8), GGMLType.F64: (1, 8), GGMLType.IQ1_M: (256, 56),
+    GGMLType.BF16: (1, 2), GGMLType.TQ1_0: (256, 54), GGMLType.TQ2_0: (256, 66), GGMLType.MXFP4: (32, 17),
+    GGMLType.NVFP4: (64, 36), GGMLType.Q1_0: (128, 18),
+}
+
+
+class GGUFValueType(enum.IntEnum):
+    """Metadata value types (gguf.GGUFValueType)."""
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+class TokenType(enum.IntEnum):
+    """Vocabulary token types (gguf.TokenType)."""
+    NORMAL = 1
+    UNKNOWN = 2
+    CONTROL = 3
+    USER_DEFINED = 4
+    UNUSED = 5
+    BYTE = 6
 
 # Tensor types the native engine runs. Anything else in a file is rejected by the loader.
 SUPPORTED_TYPES: frozenset[GGMLType] = frozenset({

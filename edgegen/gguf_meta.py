@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, TypeVar
 
 import numpy as np
-from gguf import GGUF_MAGIC, GGUFValueType
+from edgegen.constants import GGUF_MAGIC, GGUFValueType
 
 from edgegen.errors import ModelFileError
 

@@ -55,3 +55,40 @@ def test_convert_writes_a_loadable_file_and_reports_errors(tiny_hf, tmp_path, ca
 def test_generate_rejects_three_positionals(tmp_path, capsys):
     assert main(["generate", "a.gguf", "two", "prompts"]) == 1
     assert "generate takes [MODEL] PROMPT, found 3 arguments" in capsys.readouterr().err
+
+
+def test_generate_sampling_flags_and_json_schema(tmp_path, capsys, monkeypatch):
+    schema = tmp_path / "person.json"
+    schema.write_text('{"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 99}},'
+                      ' "required": ["age"], "additionalProperties": false}')
+    args = ["generate", "Person:", "-n", "30", "--temp", "0.9", "--top-k", "40", "--min-p", "0.05",
+            "--repeat-penalty", "1.1", "--logit-bias", "5=-inf", "--seed", "4", "--json-schema", str(schema)]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    import json
+    value = json.loads(out.out[len("Person:"):])
+    assert set(value) == {"age"} and 0 <= value["age"] <= 99
+    assert "stop: grammar" in out.err
+    model = edgegen.load(default_model())
+    expected = "".join(t.text for t in model.generate(
+        "Person:", max_tokens=30, temperature=0.9, top_k=40, min_p=0.05, repeat_penalty=1.1, logit_bias={5: -float("inf")},
+        seed=4, json_schema=schema.read_text()))
+    assert out.out == "Person:" + expected + "\n"
+
+
+def test_generate_bad_flags_give_one_line_errors(capsys):
+    assert main(["generate", PROMPT, "--logit-bias", "seven"]) == 1
+    assert "--logit-bias: expected ID=BIAS" in capsys.readouterr().err
+    assert main(["generate", PROMPT, "--top-p", "0"]) == 1
+    assert "top_p" in capsys.readouterr().err
+    assert main(["generate", PROMPT, "--json-schema", '{"type": "nonsense"}']) == 1
+    assert "schema" in capsys.readouterr().err
+
+
+def test_chat_reads_turns_from_stdin(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgegen", "chat", "-n", "6", "--threads", "1", "--system", "Be brief."],
+                       input="Hello\nHow are you?\n", capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    reports = [line for line in r.stderr.splitlines() if line.startswith("[prompt")]
+    assert len(reports) == 2 and "(0 cached)" in reports[0] and "(0 cached)" not in reports[1]

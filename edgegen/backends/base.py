@@ -15,7 +15,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgegen.chat import chat_template_for, render_chat
 from edgegen.errors import UsageError
 from edgegen.generate import GenerateOptions, Stream
 from edgegen.sampling import SamplingParams
@@ -59,6 +58,7 @@ class ModelBase:
     def chat_ids(self, messages: Sequence[Mapping[str, Any]], template: str | None = None,
                  add_generation_prompt: bool = True) -> list[int]:
         """The token ids of ``messages`` as the chat template renders them."""
+        from edgegen.chat import chat_template_for, render_chat   # Jinja loads only when chat is used
         tok = self.tokenizer
         bos = tok.token_text(tok.bos_id) if tok.bos_id is not None else ""
         eos = tok.token_text(tok.eos_id) if tok.eos_id is not None else ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Protocol, Sequence
 
-from gguf import TokenType
+from edgegen.constants import TokenType
 
 from edgegen.constants import Key
 from edgegen.errors import TokenizerError

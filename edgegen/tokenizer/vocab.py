@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gguf import TokenType
+from edgegen.constants import TokenType
 
 from edgegen.constants import Key
 from edgegen.errors import TokenizerError
