@@ -126,7 +126,15 @@ bool matmul_gemm(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K,
             for (int64_t k0 = 0; k0 < K; k0 += kGemmChunk) {
                 const int64_t len = std::min(kGemmChunk, K - k0);
                 const int64_t byte_off = fmt.row_bytes(k0);
-                for (int64_t r = 0; r < rows; ++r) decode(w + (n0 + r) * row_bytes + byte_off, wd + r * kGemmChunk, len);
+                const int64_t next_off = fmt.row_bytes(std::min(K, k0 + kGemmChunk)), next_len = fmt.row_bytes(std::min(kGemmChunk, K - k0 - len));
+                for (int64_t r = 0; r < rows; ++r) {
+                    const uint8_t* row = w + (n0 + r) * row_bytes;
+                    decode(row + byte_off, wd + r * kGemmChunk, len);
+                    // Each row is read in short runs (one chunk, then the next row), which the
+                    // hardware prefetchers do not follow: ask for the row's next chunk now, a
+                    // whole chunk of tiles before it is decoded.
+                    for (int64_t b = 0; b < next_len; b += kCacheLineBytes) __builtin_prefetch(row + next_off + b);
+                }
                 for (int64_t b = 0; b < blocks; ++b) {
                     const float* xb = xt + (b * K + k0) * kGemmTokens;
                     for (int64_t g = 0; g < groups; ++g) {
