@@ -48,18 +48,6 @@ T* scratch(std::vector<T>& v, int64_t n) {
 
 }  // namespace
 
-void gemm_tile_scalar(const float* w, int64_t w_stride, const float* xt, int64_t kc, float* c) {
-    for (int r = 0; r < kGemmRows; ++r) {
-        float acc[kGemmTokens];
-        for (int t = 0; t < kGemmTokens; ++t) acc[t] = c[r * kGemmTokens + t];
-        for (int64_t k = 0; k < kc; ++k) {
-            const float wv = w[r * w_stride + k];
-            for (int t = 0; t < kGemmTokens; ++t) acc[t] += wv * xt[k * kGemmTokens + t];
-        }
-        for (int t = 0; t < kGemmTokens; ++t) c[r * kGemmTokens + t] = acc[t];
-    }
-}
-
 bool matmul_gemm(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, const float* x, int64_t T,
                  float* out, int threads, const DotTable& dots, int64_t act_block) {
     if (dots.gemm_tile == nullptr) return false;

@@ -125,6 +125,19 @@ float dot_half(const uint8_t* w, const float* x, int64_t n) {
 
 }  // namespace
 
+// The portable prompt-GEMM tile (gemm.h); the NEON table uses it too, vectorised by the compiler.
+void gemm_tile_scalar(const float* w, int64_t w_stride, const float* xt, int64_t kc, float* c) {
+    for (int r = 0; r < kGemmRows; ++r) {
+        float acc[kGemmTokens];
+        for (int t = 0; t < kGemmTokens; ++t) acc[t] = c[r * kGemmTokens + t];
+        for (int64_t k = 0; k < kc; ++k) {
+            const float wv = w[r * w_stride + k];
+            for (int t = 0; t < kGemmTokens; ++t) acc[t] += wv * xt[k * kGemmTokens + t];
+        }
+        for (int t = 0; t < kGemmTokens; ++t) c[r * kGemmTokens + t] = acc[t];
+    }
+}
+
 const DotTable kDotScalar = {
     Isa::kScalar, "scalar", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k, dot_f32, dot_half<f16_to_f32>, dot_half<bf16_to_f32>,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
