@@ -3,29 +3,17 @@
 // only; includes no header with external-linkage inline functions (see vec_dot_avx2.cpp).
 #if defined(__x86_64__) || defined(_M_X64)
 
-// The decoders must round d * q (and d * q - m) as quant_formats.cpp does: no fused multiply-add
-// (the tile's explicit _mm256_fmadd_ps is unaffected).
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+// The decoders must round d * q (and d * q - m) as quant_formats.cpp does.
+#include "fp_contract_off.h"
 
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "block_layout.h"
 #include "gemm.h"
+#include "half_avx2.h"
 
 namespace edgegen {
 namespace {
-
-inline float half_at(const uint8_t* p) {
-    uint16_t h;
-    std::memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
 
 // dst[0..32) = scale * float(q[i]) (- offset): 32 signed bytes widened 8 at a time
 inline void store_scaled(__m256i q, __m256 scale, float* dst) {

@@ -1,14 +1,8 @@
 // Block decoders, one per GGML tensor type; the single source of the value of every weight
 // (get_rows writes them out, matmul dots them against activations).
 
-// Bit-exactness with kernels/quants.py needs every product rounded before the following add:
-// forbid fusing `a*b + c` into an FMA on targets that have one (aarch64, x86 with -mfma).
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
+// Bit-exactness with kernels/quants.py needs every product rounded before the following add.
+#include "fp_contract_off.h"
 #include "quant_formats.h"
 
 #include <cstring>

@@ -13,16 +13,11 @@
 
 #include "block_layout.h"
 #include "gemm.h"
+#include "half_avx2.h"
 #include "vec_dot.h"
 
 namespace edgegen {
 namespace {
-
-inline float half_at(const uint8_t* p) {
-    uint16_t h;
-    std::memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
