@@ -22,9 +22,10 @@ def test_value_types_token_types_and_magic_match_gguf_py():
     assert c.GGUF_MAGIC == gguf.GGUF_MAGIC
 
 
-def test_loading_and_generating_import_no_gguf_py():
+def test_loading_and_generating_import_no_gguf_py(tmp_path):
     code = ("import sys, edgegen; from edgegen.cli import default_model; m = edgegen.load(default_model(), threads=1); "
             "list(m.generate('Hi', max_tokens=2)); print('gguf' in sys.modules, 'jinja2' in sys.modules)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # run outside the repo, so that the installed package is what is imported
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "False"]
