@@ -10,6 +10,7 @@ from edgegen.errors import EdgegenError, ModelFileError, UsageError
 from edgegen.kernels import KERNEL_NAMES, simd_summary
 
 CONVERT_QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
+ONNX_QUANTS = ("fp32", "fp16", "int8", "int4")   # converters/onnx_export.QUANTS
 DEMO_MODEL = "demo-tiny-llama.gguf"
 
 
@@ -23,6 +24,9 @@ def default_model() -> str:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
+    from edgegen.backends import BACKENDS
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="native",
+                   help="native: edgegen's kernels (default); llama.cpp: llama.cpp's logits, edgegen's sampler")
     p.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--kernels", choices=KERNEL_NAMES, default="cpp",
                    help="kernel implementation (cpp: C++ with the best SIMD this CPU runs)")
@@ -82,9 +86,10 @@ def _read_text_arg(value: str | None, flag: str) -> str | None:
 
 def _report(timing, model) -> None:
     t = timing
+    engine = f"{model.kernels.name} kernels" if hasattr(model, "kernels") else f"{model.backend} backend"
     print(f"[prompt {t.prompt_tokens} tokens ({t.reused_tokens} cached), {t.prompt_tps:.1f} tok/s | "
           f"generated {t.generated_tokens} tokens, {t.decode_tps:.1f} tok/s | first token {t.first_token_seconds * 1e3:.0f} ms | "
-          f"stop: {t.finish_reason} | {model.threads} threads, {model.kernels.name} kernels]", file=sys.stderr)
+          f"stop: {t.finish_reason} | {model.threads} threads, {engine}]", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,11 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert a Hugging Face checkpoint")
     c.add_argument("hf_dir", help="folder with config.json, *.safetensors and tokenizer.json")
-    c.add_argument("out", help="output file")
-    c.add_argument("--to", choices=("gguf",), default="gguf")
-    c.add_argument("--quant", choices=CONVERT_QUANTS, default="f16")
+    c.add_argument("out", help="output file (gguf) or folder (onnx)")
+    c.add_argument("--to", choices=("gguf", "onnx"), default="gguf")
+    c.add_argument("--quant", default=None, help=f"gguf: {', '.join(CONVERT_QUANTS)} (default f16); "
+                   f"onnx: {', '.join(ONNX_QUANTS)} (default fp32)")
+    c.add_argument("--block-size", type=int, default=None, help="onnx int4: weights per 4-bit scale (default 32)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or per-tensor report")
     return parser
+
+
+def _load(a: argparse.Namespace, path: str):
+    options = dict(threads=a.threads, n_ctx=a.ctx)
+    if a.backend == "native":
+        options["kernels"] = a.kernels
+    elif a.kernels != "cpp":
+        raise UsageError(f"--kernels applies to the native backend only, found --backend {a.backend}")
+    return edgegen.load(path, backend=a.backend, **options)
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
@@ -130,7 +146,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
     options = _sampling_kwargs(a)
     options.update(json_schema=_read_text_arg(a.json_schema, "--json-schema"), regex=a.regex,
                    grammar=_read_text_arg(a.grammar, "--grammar"))
-    model = edgegen.load(model_path, threads=a.threads, kernels=a.kernels, n_ctx=a.ctx)
+    model = _load(a, model_path)
     stream = model.generate(a.prompt, max_tokens=a.max_tokens, **options)
     sys.stdout.write(a.prompt)
     for tok in stream:
@@ -141,7 +157,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
 
 
 def cmd_chat(a: argparse.Namespace) -> None:
-    model = edgegen.load(a.model or default_model(), threads=a.threads, kernels=a.kernels, n_ctx=a.ctx)
+    model = _load(a, a.model or default_model())
     options = _sampling_kwargs(a)
     messages = [{"role": "system", "content": a.system}] if a.system else []
     interactive = sys.stdin.isatty()
@@ -188,8 +204,18 @@ def cmd_info(a: argparse.Namespace) -> None:
 
 
 def cmd_convert(a: argparse.Namespace) -> None:
-    from edgegen.converters.hf_to_gguf import convert_hf_to_gguf
-    report = convert_hf_to_gguf(a.hf_dir, a.out, quant=a.quant, progress=not a.quiet)
+    quants, default = {"gguf": (CONVERT_QUANTS, "f16"), "onnx": (ONNX_QUANTS, "fp32")}[a.to]
+    quant = a.quant or default
+    if quant not in quants:
+        raise UsageError(f"--quant: expected one of {', '.join(quants)} with --to {a.to}, found '{quant}'")
+    if a.block_size is not None and quant != "int4":
+        raise UsageError(f"--block-size applies to --to onnx --quant int4 only, found --to {a.to} --quant {quant}")
+    if a.to == "onnx":
+        from edgegen.converters.onnx_export import export_onnx
+        report = export_onnx(a.hf_dir, a.out, quant=quant, block_size=a.block_size or 32, progress=not a.quiet)
+    else:
+        from edgegen.converters.hf_to_gguf import convert_hf_to_gguf
+        report = convert_hf_to_gguf(a.hf_dir, a.out, quant=quant, progress=not a.quiet)
     if not a.quiet:
         print(report.summary())
 

@@ -1,0 +1,151 @@
+"""llama.cpp as a peer backend: logits from llama.cpp (llama-cpp-python), everything else edgegen's.
+
+``edgegen.load("m.gguf", backend="llama.cpp")`` validates the file with edgegen's GGUF reader
+first (a truncated or malformed file gets edgegen's error, not a crash inside llama.cpp), then
+hands it to llama.cpp. Tokenization, the sampler chain, structured output, chat templates and
+stop strings are edgegen's (backends/base.py), so the same prompt and seed give results that
+differ only where llama.cpp's logits differ from the native engine's.
+
+Sessions: the model is loaded once; each session is a llama.cpp context of its own (its own KV
+cache) on that model. This uses llama-cpp-python's ``_internals`` (LlamaContext, LlamaBatch),
+checked with the version pinned in the ``llamacpp`` extra.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgegen.backends.base import ModelBase
+from edgegen.errors import ContextLengthError, MissingDependencyError, UsageError
+from edgegen.gguf_file import GGUFFile
+from edgegen.tokenizer import Tokenizer
+
+INSTALL = "pip install 'edgegen[llamacpp]'"
+DEFAULT_MAX_CONTEXT = 4096
+N_BATCH = 512
+GGML_TYPE_F32 = 0
+FLASH_ATTN_OFF = 0
+
+
+_ready = threading.Lock()
+_initialised = False
+
+
+def _llama_cpp():
+    """llama_cpp, its logging silenced and its backend initialised once per process."""
+    global _initialised
+    try:
+        import llama_cpp
+        from llama_cpp._logger import set_verbose
+    except ImportError as e:
+        raise MissingDependencyError(f"the llama.cpp backend needs llama-cpp-python ({e}); install it with: {INSTALL}") from None
+    with _ready:
+        if not _initialised:
+            set_verbose(False)
+            llama_cpp.llama_backend_init()
+            _initialised = True
+    return llama_cpp
+
+
+class LlamaCppSession:
+    """One llama.cpp context (KV cache) on the shared model. Not shared between threads."""
+
+    def __init__(self, model: "LlamaCppModel", logits_all: bool = False):
+        lib = model.lib
+        from llama_cpp import _internals
+        params = lib.llama_context_default_params()
+        params.n_ctx = model.n_ctx
+        params.n_batch = params.n_ubatch = min(N_BATCH, model.n_ctx)
+        params.n_threads = params.n_threads_batch = model.threads
+        params.type_k = params.type_v = GGML_TYPE_F32   # float32 KV cache, as the native engine's
+        params.flash_attn_type = FLASH_ATTN_OFF          # as llama-cpp-python's Llama (the C default is "auto")
+        self._lib = lib
+        self._model = model
+        self._ctx = _internals.LlamaContext(model=model.llama_model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._n_batch = params.n_batch
+        self._logits_all = logits_all
+        self.n_ctx = model.n_ctx
+        self.tokens: list[int] = []
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= len(self.tokens):
+            raise UsageError(f"truncate: n must be between 0 and {len(self.tokens)}, found {n}")
+        self._ctx.kv_cache_seq_rm(-1, n, -1)
+        del self.tokens[n:]
+
+    def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
+        ids = self._model.check_ids(tokens)
+        if len(self.tokens) + len(ids) > self.n_ctx:
+            raise ContextLengthError(f"{len(ids)} tokens after {len(self.tokens)} exceed the context of {self.n_ctx}")
+        if all_logits and not self._logits_all:
+            raise UsageError("all_logits needs a session made with logits_all=True")
+        vocab = self._model.tokenizer.vocab_size
+        rows = []
+        for i in range(0, len(ids), self._n_batch):
+            batch = ids[i:i + self._n_batch]
+            self._batch.set_batch(batch=batch, n_past=len(self.tokens), logits_all=all_logits)
+            self._ctx.decode(self._batch)
+            self.tokens.extend(batch)
+            if all_logits:
+                ptr = self._lib.llama_get_logits(self._ctx.ctx)
+                rows.append(np.ctypeslib.as_array(ptr, shape=(len(batch) * vocab,)).reshape(len(batch), vocab).copy())
+        if all_logits:
+            return np.concatenate(rows)
+        ptr = self._lib.llama_get_logits_ith(self._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(vocab,)).copy()
+
+
+class LlamaCppModel(ModelBase):
+    backend = "llama.cpp"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, n_ctx: int | None = None):
+        self.lib = _llama_cpp()
+        file = GGUFFile.open(path)                       # edgegen's checks before llama.cpp sees the file
+        self.path: Path = file.path
+        self.metadata = file.metadata
+        self.tokenizer = Tokenizer.from_metadata(file.metadata, source=file.path.name)
+        arch = file.metadata.get("general.architecture")
+        train_ctx = file.metadata.get(f"{arch}.context_length") if isinstance(arch, str) else None
+        limit = int(train_ctx) if isinstance(train_ctx, int) and train_ctx > 0 else DEFAULT_MAX_CONTEXT
+        if n_ctx is not None and not 1 <= n_ctx <= limit:
+            raise UsageError(f"n_ctx must be between 1 and the model's context length {limit}, found {n_ctx}")
+        self.n_ctx = n_ctx or min(limit, DEFAULT_MAX_CONTEXT)
+        from edgegen.backends.native import _threads
+        self.threads = _threads(threads)
+        del file
+        from llama_cpp import _internals
+        params = self.lib.llama_model_default_params()
+        try:
+            self.llama_model = _internals.LlamaModel(path_model=str(self.path), params=params, verbose=False)
+        except ValueError as e:   # llama.cpp refused the file (an architecture it does not know, ...)
+            from edgegen.errors import ModelFileError
+            raise ModelFileError(f"{self.path.name}: llama.cpp cannot load it ({e})") from None
+        if self.llama_model.n_vocab() != self.tokenizer.vocab_size:
+            from edgegen.errors import ModelFileError
+            raise ModelFileError(f"{self.path.name}: llama.cpp sees {self.llama_model.n_vocab()} tokens, the file's "
+                                 f"tokenizer {self.tokenizer.vocab_size}")
+
+    @property
+    def kernels_name(self) -> str:
+        return "llama.cpp"
+
+    def check_ids(self, tokens: Sequence[int]) -> list[int]:
+        ids = [int(t) for t in np.asarray(tokens).reshape(-1)]
+        for i in ids:
+            if not 0 <= i < self.tokenizer.vocab_size:
+                raise UsageError(f"token id {i} is outside the vocabulary 0..{self.tokenizer.vocab_size - 1}")
+        return ids
+
+    def new_session(self, logits_all: bool = False) -> LlamaCppSession:
+        return LlamaCppSession(self, logits_all)
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Full forward of ``ids`` from an empty context: (len(ids), vocab) float32."""
+        if len(ids) > self.n_ctx:
+            raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
+        return self.new_session(logits_all=True).eval(ids, all_logits=True)
