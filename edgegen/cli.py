@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections import Counter
 
 import edgegen
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(ch)
     _model_options(ch)
 
-    i = sub.add_parser("info", help="describe a GGUF model")
+    i = sub.add_parser("info", help="describe a GGUF model or an ONNX export folder")
     i.add_argument("model")
 
     c = sub.add_parser("convert", help="convert a Hugging Face checkpoint")
@@ -181,7 +182,32 @@ def cmd_chat(a: argparse.Namespace) -> None:
         _report(stream.timing, model)
 
 
+def _info_onnx(folder: Path) -> None:
+    from edgegen.backends.onnxruntime import read_manifest
+    from edgegen.gguf_meta import read_metadata
+    from edgegen.tokenizer import Tokenizer
+    m = read_manifest(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    q, ex = m.get("quantization") or {}, m.get("exporter") or {}
+    block = f", block {q['block_size']}" if q.get("block_size") else ""
+    tok_path = folder / m["tokenizer_file"]
+    tok = Tokenizer.from_gguf(tok_path)
+    template = read_metadata(tok_path).get("tokenizer.chat_template")
+    print(f"folder        {folder} ({sum(p.stat().st_size for p in files) / 1e6:.1f} MB)")
+    print(f"format        ONNX for onnxruntime ({m['format']} v{m['version']}; {ex.get('tool', '?')}, "
+          f"optimum-onnx {ex.get('optimum_onnx_version', '?')}, task {ex.get('task', '?')})")
+    print(f"architecture  {m.get('architecture')} ({m.get('hf_architecture', '?')}); context {m['context_length']}; "
+          f"vocab {m.get('vocab_size')}")
+    print(f"quantization  {q.get('type', '?')}{block} ({q.get('tool', '?')}, onnxruntime {q.get('onnxruntime_version', '?')})")
+    print(f"source        {m.get('source', '?')}")
+    print(f"files         {', '.join(f'{p.name} {p.stat().st_size / 1e6:.2f} MB' for p in files)}")
+    print(f"tokenizer     {tok.describe()}")
+    print(f"chat template {f'from the export ({len(template)} characters)' if isinstance(template, str) and template.strip() else 'none (chat uses the ChatML fallback)'}")
+
+
 def cmd_info(a: argparse.Namespace) -> None:
+    if Path(a.model).is_dir():
+        return _info_onnx(Path(a.model))
     from edgegen.gguf_file import GGUFFile
     from edgegen.models.llama import LlamaConfig
     from edgegen.tokenizer import Tokenizer
