@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgegen.errors import UsageError
+from edgegen.errors import ContextLengthError, UsageError
 from edgegen.generate import GenerateOptions, Stream
 from edgegen.sampling import SamplingParams
 
@@ -29,6 +29,28 @@ class ModelBase:
 
     def new_session(self):
         raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def check_ids(self, tokens: Sequence[int]) -> np.ndarray:
+        """``tokens`` as int64 ids, each checked to be inside the vocabulary."""
+        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        bad = ids[(ids < 0) | (ids >= self.vocab_size)]
+        if bad.size:
+            raise UsageError(f"token id {int(bad[0])} is outside the vocabulary 0..{self.vocab_size - 1}")
+        return ids
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Full forward of ``ids`` from an empty context: (len(ids), vocab) float32."""
+        if len(ids) > self.n_ctx:
+            raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
+        return self._logits_session().eval(ids, all_logits=True)
+
+    def _logits_session(self):
+        """A fresh session that can return the logits of every position."""
+        return self.new_session()
 
     # ---- generation ----------------------------------------------------------------------
     def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, *, seed: int | None = None,
@@ -70,11 +92,7 @@ class ModelBase:
 
     # ---- internals -----------------------------------------------------------------------
     def _check_ids(self, prompt: Sequence[int]) -> list[int]:
-        ids = [int(i) for i in prompt]
-        for i in ids:
-            if not 0 <= i < self.tokenizer.vocab_size:
-                raise UsageError(f"prompt: token id {i} is outside the vocabulary 0..{self.tokenizer.vocab_size - 1}")
-        return ids
+        return self.check_ids(prompt).tolist()
 
     def _stream(self, ids, max_tokens, seed, stop, logprobs, ignore_eos, json_schema, regex, grammar, session,
                 sampling) -> Stream:

@@ -79,7 +79,7 @@ class LlamaCppSession:
         del self.tokens[n:]
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
-        ids = self._model.check_ids(tokens)
+        ids = self._model.check_ids(tokens).tolist()
         if len(self.tokens) + len(ids) > self.n_ctx:
             raise ContextLengthError(f"{len(ids)} tokens after {len(self.tokens)} exceed the context of {self.n_ctx}")
         if all_logits and not self._logits_all:
@@ -134,18 +134,8 @@ class LlamaCppModel(ModelBase):
     def kernels_name(self) -> str:
         return "llama.cpp"
 
-    def check_ids(self, tokens: Sequence[int]) -> list[int]:
-        ids = [int(t) for t in np.asarray(tokens).reshape(-1)]
-        for i in ids:
-            if not 0 <= i < self.tokenizer.vocab_size:
-                raise UsageError(f"token id {i} is outside the vocabulary 0..{self.tokenizer.vocab_size - 1}")
-        return ids
-
     def new_session(self, logits_all: bool = False) -> LlamaCppSession:
         return LlamaCppSession(self, logits_all)
 
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        """Full forward of ``ids`` from an empty context: (len(ids), vocab) float32."""
-        if len(ids) > self.n_ctx:
-            raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
-        return self.new_session(logits_all=True).eval(ids, all_logits=True)
+    def _logits_session(self) -> LlamaCppSession:
+        return self.new_session(logits_all=True)

@@ -41,7 +41,7 @@ class NativeSession:
         del self.tokens[n:]
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
-        ids = self._model.check_ids(tokens)
+        ids = self._model.check_ids(tokens).astype(np.int32)
         if self.n_past + len(ids) > self.n_ctx:
             raise ContextLengthError(f"{len(ids)} tokens after {self.n_past} exceed the context of {self.n_ctx}")
         m = self._model
@@ -79,21 +79,12 @@ class NativeModel(ModelBase):
     def metadata(self) -> dict:
         return self.file.metadata
 
-    def check_ids(self, tokens: Sequence[int]) -> np.ndarray:
-        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        bad = ids[(ids < 0) | (ids >= self.config.vocab_size)]
-        if bad.size:
-            raise UsageError(f"token id {int(bad[0])} is outside the vocabulary 0..{self.config.vocab_size - 1}")
-        return ids.astype(np.int32)
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
 
     def new_session(self) -> NativeSession:
         return NativeSession(self)
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        """Full forward of ``ids`` from an empty context: (len(ids), vocab) float32."""
-        if len(ids) > self.n_ctx:
-            raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
-        return self.new_session().eval(ids, all_logits=True)
 
 
 def _threads(threads: int | None) -> int:

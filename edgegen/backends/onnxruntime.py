@@ -198,18 +198,5 @@ class OnnxModel(ModelBase):
         """An empty past for one key or value: (1, kv_heads, 0, head_dim)."""
         return self.ort.OrtValue.ortvalue_from_numpy(np.zeros(self._past_shape, self._past_dtype))
 
-    def check_ids(self, tokens: Sequence[int]) -> np.ndarray:
-        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        bad = ids[(ids < 0) | (ids >= self.tokenizer.vocab_size)]
-        if bad.size:
-            raise UsageError(f"token id {int(bad[0])} is outside the vocabulary 0..{self.tokenizer.vocab_size - 1}")
-        return ids
-
     def new_session(self) -> OnnxSession:
         return OnnxSession(self)
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        """Full forward of ``ids`` from an empty context: (len(ids), vocab) float32."""
-        if len(ids) > self.n_ctx:
-            raise ContextLengthError(f"{len(ids)} tokens exceed the context of {self.n_ctx}")
-        return self.new_session().eval(ids, all_logits=True)
