@@ -61,6 +61,7 @@ def load_kernels(name: str = "cpp") -> Kernels:
             raise UsageError(f"kernels '{name}': this CPU does not run {isa} (it runs: {', '.join(module.isa_names())})")
         fns["matmul"] = functools.partial(module.matmul, isa=isa, int8_act=int8_act)
         fns["attention"] = functools.partial(module.attention, isa=isa)
+        fns["swiglu"] = functools.partial(module.swiglu, isa=isa)
     else:
         isa = ""
     return Kernels(name=name, int8_act=int8_act, isa=isa, compiled=module if family == "cpp" else None, **fns)

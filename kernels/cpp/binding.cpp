@@ -159,7 +159,7 @@ void attention(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, int64_t pos
                        static_cast<float>(scale), f32_out(out), threads, dots);
 }
 
-void swiglu(nb::handle gate_obj, nb::handle up_obj, nb::handle out_obj, int threads) {
+void swiglu(nb::handle gate_obj, nb::handle up_obj, nb::handle out_obj, int threads, const std::string& isa) {
     const char* fn = "swiglu";
     const InArray gate = in_array(fn, "gate", gate_obj), up = in_array(fn, "up", up_obj);
     const OutArray out = out_array(fn, "out", out_obj);
@@ -174,8 +174,9 @@ void swiglu(nb::handle gate_obj, nb::handle up_obj, nb::handle out_obj, int thre
     check_dim(fn, "out", out, 1, F, "F = gate.shape[1]");
     check_disjoint(fn, "out", out, "gate", gate, true);
     check_disjoint(fn, "out", out, "up", up, true);
+    const edgegen::DotTable* dots = choose_dots(fn, isa, true);
     nb::gil_scoped_release nogil;
-    edgegen::swiglu(f32_in(gate), f32_in(up), f32_out(out), T * F, threads);
+    edgegen::swiglu(f32_in(gate), f32_in(up), f32_out(out), T * F, threads, dots);
 }
 
 }  // namespace
@@ -218,8 +219,8 @@ NB_MODULE(_cpp, m) {
           nb::sig("def attention(q: numpy.ndarray, k_cache: numpy.ndarray, v_cache: numpy.ndarray, pos0: int, "
                   "scale: float, out: numpy.ndarray, threads: int = 1, isa: str = 'auto') -> None"),
           "Causal grouped-query attention; q, out (T, Hq, Dh), k_cache, v_cache (Hkv, C, Dh).");
-    m.def("swiglu", &swiglu, "gate"_a.none(), "up"_a.none(), "out"_a.none(), "threads"_a = 1,
+    m.def("swiglu", &swiglu, "gate"_a.none(), "up"_a.none(), "out"_a.none(), "threads"_a = 1, "isa"_a = "auto",
           nb::sig("def swiglu(gate: numpy.ndarray, up: numpy.ndarray, out: numpy.ndarray, "
-                  "threads: int = 1) -> None"),
+                  "threads: int = 1, isa: str = 'auto') -> None"),
           "out = silu(gate) * up over (T, F); out may be gate or up.");
 }

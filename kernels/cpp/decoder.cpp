@@ -74,7 +74,7 @@ void decoder_forward(const Decoder& m, const int32_t* tokens, int64_t T, int64_t
         rmsnorm(x.data(), L.ffn_norm, c.rms_eps, h.data(), T, c.dim, threads);
         linear(L.gate, h.data(), T, gate.data(), nullptr, threads, dots);
         linear(L.up, h.data(), T, up.data(), nullptr, threads, dots);
-        swiglu(gate.data(), up.data(), gate.data(), T * c.ffn_dim, threads);
+        swiglu(gate.data(), up.data(), gate.data(), T * c.ffn_dim, threads, attention_dots);
         linear(L.down, gate.data(), T, h.data(), nullptr, threads, dots);
         add_into(x.data(), h.data(), T * c.dim);
     }

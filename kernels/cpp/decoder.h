@@ -46,8 +46,8 @@ struct Decoder {
 // Runs tokens (T,) at positions pos0 .. pos0+T-1. Writes their keys and values into rows
 // pos0.. of k_cache, v_cache (n_layers, n_kv_heads, capacity, head_dim) and the logits of
 // every token (all_logits: logits (T, vocab)) or of the last (logits (1, vocab)).
-// `dots`: the matmul table (nullptr: the exact float path); `attention_dots`: attention's SIMD
-// float dot and axpy (nullptr: portable loops). The caller has checked ids, shapes and
+// `dots`: the matmul table (nullptr: the exact float path); `attention_dots`: the table of
+// attention's float dot, axpy and exp and of SwiGLU (nullptr: portable loops). The caller has checked ids, shapes and
 // pos0 + T <= capacity.
 void decoder_forward(const Decoder& m, const int32_t* tokens, int64_t T, int64_t pos0, float* k_cache,
                      float* v_cache, int64_t capacity, bool all_logits, float* logits, int threads,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.h"
+#include "vec_dot.h"
 
 namespace edgegen {
 
@@ -68,8 +69,20 @@ void rope(float* x, const int32_t* positions, int64_t T, int64_t H, int64_t Dh, 
     rope_rotate(x, cs.data(), sn.data(), T, H, Dh, n_rot, style, threads);
 }
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n, int threads) {
-#pragma omp parallel for num_threads(team_for(n, threads)) schedule(static)
+void swiglu(const float* gate, const float* up, float* out, int64_t n, int threads, const DotTable* dots) {
+    const SiluMul fast = dots != nullptr ? dots->silu_mul : nullptr;
+    const int team = team_for(n, threads);
+    if (fast != nullptr) {
+        // one contiguous run per thread, cut at multiples of 8 values
+        const int64_t per = ((n + team - 1) / team + 7) / 8 * 8;
+#pragma omp parallel for num_threads(team) schedule(static)
+        for (int part = 0; part < team; ++part) {
+            const int64_t i0 = std::min<int64_t>(n, part * per), i1 = std::min<int64_t>(n, i0 + per);
+            if (i1 > i0) fast(gate + i0, up + i0, out + i0, i1 - i0);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(team) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
         const float g = gate[i];
         out[i] = g / (1.0f + std::exp(-g)) * up[i];

@@ -6,6 +6,8 @@
 
 namespace edgegen {
 
+struct DotTable;
+
 // Rotary styles (edgegen.constants.RopeStyle).
 enum RopeStyleId : int {
     kRopeNormal = 0,  // rotate adjacent pairs (x[2i], x[2i+1])
@@ -27,6 +29,7 @@ void rope_rotate(float* x, const double* cs, const double* sn, int64_t T, int64_
                  int style, int threads);
 
 // out = silu(gate) * up elementwise over n values; out may be gate or up.
-void swiglu(const float* gate, const float* up, float* out, int64_t n, int threads);
+// dots: the table whose silu_mul runs it (nullptr or none in the table: the portable loop).
+void swiglu(const float* gate, const float* up, float* out, int64_t n, int threads, const DotTable* dots = nullptr);
 
 }  // namespace edgegen

@@ -28,6 +28,9 @@ using DotF32 = float (*)(const uint8_t* w, const float* x, int64_t n);
 using Axpy = void (*)(float a, const float* x, float* y, int64_t n);
 // s[i] = exp(s[i] - m) over n floats, s[i] <= m (attention's softmax numerators).
 using ExpShift = void (*)(float* s, float m, int64_t n);
+// out[i] = silu(gate[i]) * up[i] over n floats (SwiGLU); out may alias gate or up. Within a few
+// ulp of the portable g / (1 + exp(-g)) * u.
+using SiluMul = void (*)(const float* gate, const float* up, float* out, int64_t n);
 // Q4_0 row against paired activation blocks (act_quant.h BlockQ8Pair); n a multiple of 64.
 using DotQ8Pair = float (*)(const uint8_t* w, const BlockQ8Pair* x, int64_t n);
 // A register-blocked tile for prompt processing: kTileRows weight rows (row_bytes apart) times
@@ -74,6 +77,7 @@ struct DotTable {
     DecodeFn decode_q6_k;
     QuantizeQ8 quantize_q8;    // optional: act_quant.h's quantizers, same bits
     QuantizeQ8K quantize_q8k;
+    SiluMul silu_mul;          // optional (nullptr: std::exp per value)
 };
 
 extern const DotTable kDotScalar;

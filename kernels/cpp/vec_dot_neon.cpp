@@ -223,7 +223,7 @@ const DotTable kDotNeon = {
     Isa::kNeon, "neon", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k, dot_f32,
     dot_half<f16_lo, f16_hi, half_to_float>, dot_half<bf16_lo, bf16_hi, bf16_to_f32>,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // no int8 prompt tiles yet
-    gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // the portable GEMM tile, vectorised by the compiler for NEON
+    gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // the portable GEMM tile, vectorised by the compiler for NEON
 };
 
 }  // namespace edgegen

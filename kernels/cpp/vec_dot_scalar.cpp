@@ -141,7 +141,7 @@ void gemm_tile_scalar(const float* w, int64_t w_stride, const float* xt, int64_t
 const DotTable kDotScalar = {
     Isa::kScalar, "scalar", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k, dot_f32, dot_half<f16_to_f32>, dot_half<bf16_to_f32>,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-    gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 }  // namespace edgegen
