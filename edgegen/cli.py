@@ -75,7 +75,6 @@ def _read_text_arg(value: str | None, flag: str) -> str | None:
     """A flag's value, or the contents of the file it names."""
     if value is None:
         return None
-    from pathlib import Path
     path = Path(value)
     try:
         if len(value) < 4096 and path.is_file():

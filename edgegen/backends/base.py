@@ -10,6 +10,7 @@ started in the same thread meanwhile gets a fresh one. Several threads may gener
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +21,36 @@ from edgegen.generate import GenerateOptions, Stream
 from edgegen.sampling import SamplingParams
 
 SAMPLING_NAMES = frozenset(SamplingParams.__dataclass_fields__)
+DEFAULT_MAX_CONTEXT = 4096  # cap on the KV cache when the caller does not choose n_ctx
+
+
+# ---- what every backend checks the same way --------------------------------------------------
+def resolve_threads(threads: int | None) -> int:
+    """``threads`` checked, or (None) the cores this process may run on."""
+    if threads is None:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UsageError(f"threads must be >= 1 (an integer), found {threads!r}")
+    return threads
+
+
+def resolve_n_ctx(n_ctx: int | None, model_context: int) -> int:
+    """``n_ctx`` checked against the model's context length, or (None) that length capped at DEFAULT_MAX_CONTEXT."""
+    if n_ctx is not None and not 1 <= n_ctx <= model_context:
+        raise UsageError(f"n_ctx must be between 1 and the model's context length {model_context}, found {n_ctx}")
+    return n_ctx or min(model_context, DEFAULT_MAX_CONTEXT)
+
+
+def check_truncate(n: int, held: int) -> None:
+    """A session may keep 0..held of its cached positions."""
+    if not 0 <= n <= held:
+        raise UsageError(f"truncate: n must be between 0 and {held}, found {n}")
+
+
+def check_room(n_new: int, n_past: int, n_ctx: int) -> None:
+    """``n_new`` tokens after ``n_past`` must fit in the session's context."""
+    if n_past + n_new > n_ctx:
+        raise ContextLengthError(f"{n_new} tokens after {n_past} exceed the context of {n_ctx}")
 
 
 class ModelBase:
@@ -66,7 +97,7 @@ class ModelBase:
         ``session``: a session from ``new_session()`` to continue (default: this thread's cached
         one, whose KV cache is reused for the prompt's longest cached prefix).
         """
-        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else self._check_ids(prompt)
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else self.check_ids(prompt).tolist()
         return self._stream(ids, max_tokens, seed, stop, logprobs, ignore_eos, json_schema, regex, grammar,
                             session, sampling)
 
@@ -91,9 +122,6 @@ class ModelBase:
         return tok.encode(text, add_bos=add_bos, parse_special=True)
 
     # ---- internals -----------------------------------------------------------------------
-    def _check_ids(self, prompt: Sequence[int]) -> list[int]:
-        return self.check_ids(prompt).tolist()
-
     def _stream(self, ids, max_tokens, seed, stop, logprobs, ignore_eos, json_schema, regex, grammar, session,
                 sampling) -> Stream:
         unknown = sorted(set(sampling) - SAMPLING_NAMES)

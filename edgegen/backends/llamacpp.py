@@ -19,13 +19,12 @@ from typing import Sequence
 
 import numpy as np
 
-from edgegen.backends.base import ModelBase
-from edgegen.errors import ContextLengthError, MissingDependencyError, UsageError
+from edgegen.backends.base import DEFAULT_MAX_CONTEXT, ModelBase, check_room, check_truncate, resolve_n_ctx, resolve_threads
+from edgegen.errors import MissingDependencyError, ModelFileError, UsageError
 from edgegen.gguf_file import GGUFFile
 from edgegen.tokenizer import Tokenizer
 
 INSTALL = "pip install 'edgegen[llamacpp]'"
-DEFAULT_MAX_CONTEXT = 4096
 N_BATCH = 512
 GGML_TYPE_F32 = 0
 FLASH_ATTN_OFF = 0
@@ -73,15 +72,13 @@ class LlamaCppSession:
         self.tokens: list[int] = []
 
     def truncate(self, n: int) -> None:
-        if not 0 <= n <= len(self.tokens):
-            raise UsageError(f"truncate: n must be between 0 and {len(self.tokens)}, found {n}")
+        check_truncate(n, len(self.tokens))
         self._ctx.kv_cache_seq_rm(-1, n, -1)
         del self.tokens[n:]
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         ids = self._model.check_ids(tokens).tolist()
-        if len(self.tokens) + len(ids) > self.n_ctx:
-            raise ContextLengthError(f"{len(ids)} tokens after {len(self.tokens)} exceed the context of {self.n_ctx}")
+        check_room(len(ids), len(self.tokens), self.n_ctx)
         if all_logits and not self._logits_all:
             raise UsageError("all_logits needs a session made with logits_all=True")
         vocab = self._model.tokenizer.vocab_size
@@ -112,27 +109,18 @@ class LlamaCppModel(ModelBase):
         arch = file.metadata.get("general.architecture")
         train_ctx = file.metadata.get(f"{arch}.context_length") if isinstance(arch, str) else None
         limit = int(train_ctx) if isinstance(train_ctx, int) and train_ctx > 0 else DEFAULT_MAX_CONTEXT
-        if n_ctx is not None and not 1 <= n_ctx <= limit:
-            raise UsageError(f"n_ctx must be between 1 and the model's context length {limit}, found {n_ctx}")
-        self.n_ctx = n_ctx or min(limit, DEFAULT_MAX_CONTEXT)
-        from edgegen.backends.native import _threads
-        self.threads = _threads(threads)
+        self.n_ctx = resolve_n_ctx(n_ctx, limit)
+        self.threads = resolve_threads(threads)
         del file
         from llama_cpp import _internals
         params = self.lib.llama_model_default_params()
         try:
             self.llama_model = _internals.LlamaModel(path_model=str(self.path), params=params, verbose=False)
         except ValueError as e:   # llama.cpp refused the file (an architecture it does not know, ...)
-            from edgegen.errors import ModelFileError
             raise ModelFileError(f"{self.path.name}: llama.cpp cannot load it ({e})") from None
         if self.llama_model.n_vocab() != self.tokenizer.vocab_size:
-            from edgegen.errors import ModelFileError
             raise ModelFileError(f"{self.path.name}: llama.cpp sees {self.llama_model.n_vocab()} tokens, the file's "
                                  f"tokenizer {self.tokenizer.vocab_size}")
-
-    @property
-    def kernels_name(self) -> str:
-        return "llama.cpp"
 
     def new_session(self, logits_all: bool = False) -> LlamaCppSession:
         return LlamaCppSession(self, logits_all)

@@ -7,15 +7,14 @@ from typing import Sequence
 
 import numpy as np
 
-from edgegen.backends.base import ModelBase
-from edgegen.errors import ContextLengthError, UsageError
+from edgegen.backends.base import ModelBase, check_room, check_truncate, resolve_n_ctx, resolve_threads
+
 from edgegen.gguf_file import GGUFFile
 from edgegen.kernels import load_kernels
 from edgegen.kv_cache import KVCache
 from edgegen.models import llama
 from edgegen.tokenizer import Tokenizer
 
-DEFAULT_MAX_CONTEXT = 4096  # cap on the KV cache when the caller does not choose n_ctx
 
 
 class NativeSession:
@@ -35,15 +34,13 @@ class NativeSession:
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` cached positions (a shared prefix), forget the rest."""
-        if not 0 <= n <= len(self.tokens):
-            raise UsageError(f"truncate: n must be between 0 and {len(self.tokens)}, found {n}")
+        check_truncate(n, len(self.tokens))
         self.cache.truncate(n)
         del self.tokens[n:]
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         ids = self._model.check_ids(tokens).astype(np.int32)
-        if self.n_past + len(ids) > self.n_ctx:
-            raise ContextLengthError(f"{len(ids)} tokens after {self.n_past} exceed the context of {self.n_ctx}")
+        check_room(len(ids), self.n_past, self.n_ctx)
         m = self._model
         if m.compiled is not None:
             logits, self.last_forward_seconds = m.compiled(self.cache, ids, self.n_past, m.threads, all_logits)
@@ -66,10 +63,8 @@ class NativeModel(ModelBase):
         # C++ kernels run the whole forward in one call; `compiled=False` keeps the Python loop
         self.compiled = llama.CompiledForward(self.config, self.weights, self.kernels) if (
             compiled and self.kernels.compiled is not None) else None
-        self.threads = _threads(threads)
-        if n_ctx is not None and not 1 <= n_ctx <= self.config.context_length:
-            raise UsageError(f"n_ctx must be between 1 and the model's context length {self.config.context_length}, found {n_ctx}")
-        self.n_ctx = n_ctx or min(self.config.context_length, DEFAULT_MAX_CONTEXT)
+        self.threads = resolve_threads(threads)
+        self.n_ctx = resolve_n_ctx(n_ctx, self.config.context_length)
 
     @property
     def path(self) -> Path:
@@ -86,10 +81,3 @@ class NativeModel(ModelBase):
     def new_session(self) -> NativeSession:
         return NativeSession(self)
 
-
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    if threads < 1:
-        raise UsageError(f"threads must be >= 1, found {threads}")
-    return threads

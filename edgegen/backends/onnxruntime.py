@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgegen.backends.base import ModelBase
-from edgegen.errors import ContextLengthError, MissingDependencyError, ModelFileError, UsageError
+from edgegen.backends.base import ModelBase, check_room, check_truncate, resolve_n_ctx, resolve_threads
+from edgegen.errors import MissingDependencyError, ModelFileError, UsageError
 
 FORMAT_NAME = "edgegen-onnx"
 FORMAT_VERSION = 1
@@ -30,7 +30,6 @@ MANIFEST_FILE = "edgegen-onnx.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.gguf"
 EXTERNAL_DATA_SUFFIX = "_data"   # model.onnx -> model.onnx_data
-DEFAULT_MAX_CONTEXT = 4096       # cap on the context when the caller does not choose n_ctx
 PREFILL_CHUNK = 256              # prompt tokens per run: the graph returns logits for every position
 PAST, PRESENT = "past_key_values.{}.{}", "present.{}.{}"
 _KV = ("key", "value")
@@ -86,8 +85,7 @@ class OnnxSession:
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` cached positions (a shared prefix), forget the rest (copies the kept part)."""
-        if not 0 <= n <= len(self.tokens):
-            raise UsageError(f"truncate: n must be between 0 and {len(self.tokens)}, found {n}")
+        check_truncate(n, len(self.tokens))
         if n < len(self.tokens):
             ort = self._model.ort
             self._past = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[:, :, :n]))
@@ -99,8 +97,7 @@ class OnnxSession:
         ids = self._model.check_ids(tokens)
         if not ids.size:
             raise UsageError("eval: no tokens given")
-        if self.n_past + ids.size > self.n_ctx:
-            raise ContextLengthError(f"{ids.size} tokens after {self.n_past} exceed the context of {self.n_ctx}")
+        check_room(ids.size, self.n_past, self.n_ctx)
         chunks = [self._run(ids[i:i + PREFILL_CHUNK], all_logits) for i in range(0, ids.size, PREFILL_CHUNK)]
         return np.concatenate(chunks) if all_logits else chunks[-1][-1]
 
@@ -142,16 +139,10 @@ class OnnxModel(ModelBase):
             raise ModelFileError(f"{tok_path}: file not found (the tokenizer named by {MANIFEST_FILE})")
         self._metadata = read_metadata(tok_path, tok_path.name)
         self.tokenizer = Tokenizer.from_metadata(self._metadata, source=tok_path.name)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise UsageError(f"threads must be an integer >= 1, found {threads!r}")
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = threads or cores   # for reports; onnxruntime picks its own default when None
+        self.threads = resolve_threads(threads)   # for reports; onnxruntime picks its own default when None
         self.session = self._open_session(self.path / self.manifest["model_file"], threads)
         self._check_graph()
-        length = self.manifest["context_length"]
-        if n_ctx is not None and not 1 <= n_ctx <= length:
-            raise UsageError(f"n_ctx must be between 1 and the model's context length {length}, found {n_ctx}")
-        self.n_ctx = n_ctx or min(length, DEFAULT_MAX_CONTEXT)
+        self.n_ctx = resolve_n_ctx(n_ctx, self.manifest["context_length"])
 
     @property
     def metadata(self) -> dict:

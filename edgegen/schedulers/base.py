@@ -138,11 +138,14 @@ def as_float64(a, b, names: tuple[str, str], who: str):
 
 
 def add_noise_at(alphas_cumprod: np.ndarray, original, noise, t) -> np.ndarray:
-    """q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (Ho et al. eq. 4), for img2img."""
+    """q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (Ho et al. eq. 4), for img2img; ``t`` one
+    integer timestep, or an integer array of one per batch row."""
     noise, original, dtype = as_float64(noise, original, ("noise", "original"), "add_noise")
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < len(alphas_cumprod):
-        raise UsageError(f"add_noise: t must be one integer timestep in [0, {len(alphas_cumprod)}), found {t!r}")
-    abar = alphas_cumprod[int(t)]
+    ts = np.asarray(t)
+    n = len(alphas_cumprod)
+    if isinstance(t, bool) or ts.dtype.kind not in "iu" or np.any(ts < 0) or np.any(ts >= n):
+        raise UsageError(f"add_noise: t must be integer timesteps in [0, {n}) (one, or one per batch row), found {t!r}")
+    abar = alphas_cumprod[ts].reshape(ts.shape + (1,) * (original.ndim - ts.ndim))
     return (abar ** 0.5 * original + (1 - abar) ** 0.5 * noise).astype(dtype)
 
 
@@ -167,3 +170,24 @@ def next_step_index(timesteps: np.ndarray, step_index: int | None, t, who: str) 
         raise UsageError(f"timestep out of order: step {step_index} expects t={timesteps[step_index]}, found t={t}; "
                          "step through scheduler.timesteps in order (set_timesteps restarts)")
     return step_index
+
+
+class DiscreteVPScheduler:
+    """What DDPM and DDIM share: the training schedule abar_t, integer timesteps, a model input
+    that needs no scaling, and the forward process for img2img. Subclasses add ``step``."""
+    init_noise_sigma = 1.0
+
+    def __init__(self, config: SchedulerConfig):
+        self.config = config
+        self.alphas_cumprod = alphas_cumprod_for(config)          # abar_t, float64
+        self.timesteps: np.ndarray | None = None
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        self.timesteps = spaced_timesteps(self.config, check_steps(num_inference_steps, self.config))
+
+    def scale_model_input(self, sample, t) -> np.ndarray:
+        timestep_index(self.timesteps, t, f"{type(self).__name__}.scale_model_input")
+        return np.asarray(sample)
+
+    def add_noise(self, original, noise, t) -> np.ndarray:
+        return add_noise_at(self.alphas_cumprod, original, noise, t)

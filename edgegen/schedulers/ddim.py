@@ -9,28 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from edgegen.errors import UsageError
-from edgegen.schedulers.base import (SchedulerConfig, add_noise_at, alphas_cumprod_for, as_float64, check_steps,
-                                     draw_noise, spaced_timesteps, timestep_index)
+from edgegen.schedulers.base import DiscreteVPScheduler, SchedulerConfig, as_float64, draw_noise, timestep_index
 
 
-class DDIMScheduler:
+class DDIMScheduler(DiscreteVPScheduler):
     def __init__(self, config: SchedulerConfig):
-        self.config = config
-        self.alphas_cumprod = alphas_cumprod_for(config)          # abar_t, float64
+        super().__init__(config)
         # abar for the step past t = 0: 1 (a clean sample) or abar_0
         self.final_alpha_cumprod = 1.0 if config.set_alpha_to_one else float(self.alphas_cumprod[0])
-        self.init_noise_sigma = 1.0
-        self.timesteps: np.ndarray | None = None
-
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self.timesteps = spaced_timesteps(self.config, check_steps(num_inference_steps, self.config))
-
-    def scale_model_input(self, sample, t) -> np.ndarray:
-        timestep_index(self.timesteps, t, "DDIMScheduler.scale_model_input")
-        return np.asarray(sample)
-
-    def add_noise(self, original, noise, t) -> np.ndarray:
-        return add_noise_at(self.alphas_cumprod, original, noise, t)
 
     def step(self, model_output, t, sample, *, eta: float = 0.0, rng: np.random.Generator | None = None,
              noise: np.ndarray | None = None) -> np.ndarray:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgegen.errors import UsageError
-from edgegen.schedulers.base import SchedulerConfig, alphas_cumprod_for, check_steps, draw_noise, next_step_index
+from edgegen.schedulers.base import (SchedulerConfig, add_noise_at, alphas_cumprod_for, check_steps, draw_noise,
+                                     next_step_index)
 
 SIGMA_DATA = 0.5   # consistency-model boundary condition (Song et al. 2023, Sec. 3; LCM keeps it)
 
@@ -85,11 +86,4 @@ class LCMScheduler:
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t) -> np.ndarray:
         """Forward process q(x_t | x_0): sqrt(a_t) x0 + sqrt(1 - a_t) noise, t a scalar or one per batch row."""
-        original, noise = np.asarray(original), np.asarray(noise)
-        if noise.shape != original.shape:
-            raise UsageError(f"noise: expected the original's shape {original.shape}, found {noise.shape}")
-        ts = np.asarray(t).astype(np.int64)
-        if np.any(ts < 0) or np.any(ts >= self.config.num_train_timesteps):
-            raise UsageError(f"t: expected timesteps in [0, {self.config.num_train_timesteps}), found {ts.tolist()}")
-        a = self.alphas_cumprod[ts].reshape(ts.shape + (1,) * (original.ndim - ts.ndim))
-        return (np.sqrt(a) * original.astype(np.float64) + np.sqrt(1 - a) * noise).astype(original.dtype)
+        return add_noise_at(self.alphas_cumprod, original, noise, t)
