@@ -7,6 +7,11 @@
 
 ``denoiser(x, t, cond) -> model_output`` is any model (a native UNet, onnxruntime, PyTorch);
 with classifier-free guidance the unconditional and conditional halves run as one batch of two.
+
+With ``fused=`` (a ``GuidedUpdate``, such as the C++ kernel ``guided_update``), schedulers whose
+step is linear (``step_coefficients(t)``: DDIM, DDPM and Euler without clipping, Euler ancestral)
+apply the guidance combine and the scheduler update in one pass over the latents, in float32;
+the others (and clipping configs) take the scheduler's own float64 ``step``.
 """
 from __future__ import annotations
 
@@ -16,8 +21,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from edgegen.errors import UsageError
+from edgegen.schedulers.base import draw_noise
 
 Denoiser = Callable[[np.ndarray, Any, Any], np.ndarray]
+# (x, uncond, cond, scale, cx, cout, noise or None, cnoise) ->
+#     cx x + cout (uncond + scale (cond - uncond)) + cnoise noise
+GuidedUpdate = Callable[[np.ndarray, np.ndarray, np.ndarray, float, float, float, Any, float], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,17 @@ def guide(uncond: np.ndarray, cond: np.ndarray, scale: float) -> np.ndarray:
     return uncond + scale * (cond - uncond)
 
 
+def guided_update_numpy(x, uncond, cond, scale, cx, cout, noise, cnoise) -> np.ndarray:
+    """The fused step's NumPy form (float32 out); kernels/diffusion_ref.py holds the kernel's reference."""
+    out = cx * x + cout * (uncond + scale * (cond - uncond))
+    if noise is not None:
+        out = out + cnoise * noise
+    return out.astype(np.float32)
+
+
 def denoise(denoiser: Denoiser, scheduler, latents: np.ndarray, *, cond: Any = None, uncond: Any = None,
-            guidance_scale: float = 1.0, rng: np.random.Generator | None = None) -> Iterator[DenoiseStep]:
+            guidance_scale: float = 1.0, rng: np.random.Generator | None = None,
+            fused: GuidedUpdate | None = None) -> Iterator[DenoiseStep]:
     """Run ``scheduler.timesteps`` (set beforehand) from ``latents``; yield after every step.
 
     Guidance runs when ``uncond`` is given and ``guidance_scale != 1``: ``cond`` and ``uncond``
@@ -52,10 +70,17 @@ def denoise(denoiser: Denoiser, scheduler, latents: np.ndarray, *, cond: Any = N
         if guided:
             both = denoiser(np.concatenate([x_in, x_in]), t, _batch(uncond, cond))
             half = len(x_in)
-            out = guide(both[:half], both[half:], guidance_scale)
+            u, c, scale = both[:half], both[half:], guidance_scale
         else:
-            out = denoiser(x_in, t, cond)
-        latents = scheduler.step(out, t, latents, rng=rng)
+            u = c = denoiser(x_in, t, cond)
+            scale = 0.0
+        coef = scheduler.step_coefficients(t) if fused is not None and hasattr(scheduler, "step_coefficients") else None
+        if coef is not None:
+            noise = draw_noise(latents.shape, rng, None).astype(np.float32) if coef.noisy else None
+            latents = fused(np.ascontiguousarray(latents, np.float32), np.ascontiguousarray(u, np.float32),
+                            np.ascontiguousarray(c, np.float32), float(scale), coef.cx, coef.cout, noise, coef.cnoise)
+        else:
+            latents = scheduler.step(guide(u, c, scale) if guided else u, t, latents, rng=rng)
         yield DenoiseStep(index=i, total=n, t=t, latents=latents)
 
 

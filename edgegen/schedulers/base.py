@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -191,3 +191,24 @@ class DiscreteVPScheduler:
 
     def add_noise(self, original, noise, t) -> np.ndarray:
         return add_noise_at(self.alphas_cumprod, original, noise, t)
+
+
+class StepCoefficients(NamedTuple):
+    """A step that is linear in its inputs: x_next = cx * x + cout * model_output + cnoise * z,
+    with z drawn (rng.standard_normal(x.shape), as ``step`` draws it) only where ``noisy``."""
+    cx: float
+    cout: float
+    cnoise: float
+    noisy: bool
+
+
+def probe_linear_step(scheduler, t, noisy: bool, **step_kwargs) -> StepCoefficients:
+    """The coefficients of a stateless scheduler's ``step`` at ``t``, read off the step itself on
+    one-element inputs (unit x, unit output, unit noise in turn), so they are the tested step's
+    own float64 arithmetic. Only for steps that are linear (no clipping, no history)."""
+    zero, one = np.zeros(1), np.ones(1)
+
+    def run(out, x, z):
+        return float(scheduler.step(out, t, x, noise=z, **step_kwargs)[0])
+    cnoise = run(zero, zero, one) if noisy else 0.0
+    return StepCoefficients(run(zero, one, zero), run(one, zero, zero), cnoise, noisy)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgegen.errors import UsageError
-from edgegen.schedulers.base import DiscreteVPScheduler, SchedulerConfig, as_float64, draw_noise, timestep_index
+from edgegen.schedulers.base import (DiscreteVPScheduler, SchedulerConfig, StepCoefficients, as_float64, draw_noise,
+                                     probe_linear_step, timestep_index)
 
 
 class DDIMScheduler(DiscreteVPScheduler):
@@ -49,3 +50,10 @@ class DDIMScheduler(DiscreteVPScheduler):
         if eta > 0:
             prev = prev + sigma * draw_noise(x.shape, rng, noise)
         return prev.astype(dtype)
+
+    def step_coefficients(self, t, *, eta: float = 0.0) -> StepCoefficients | None:
+        """``step`` at t as x_next = cx x + cout out + cnoise z (a fused guidance + step kernel runs it
+        in one pass); None with clip_sample, which makes the step nonlinear."""
+        if self.config.clip_sample:
+            return None
+        return probe_linear_step(self, t, eta > 0, eta=eta)

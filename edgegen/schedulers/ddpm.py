@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgegen.errors import UsageError
-from edgegen.schedulers.base import DiscreteVPScheduler, SchedulerConfig, as_float64, draw_noise, timestep_index
+from edgegen.schedulers.base import (DiscreteVPScheduler, SchedulerConfig, StepCoefficients, as_float64, draw_noise,
+                                     probe_linear_step, timestep_index)
 
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large")
 
@@ -52,3 +53,11 @@ class DDPMScheduler(DiscreteVPScheduler):
             variance = beta_t
         z = draw_noise(x.shape, rng, noise)
         return (mean + variance ** 0.5 * z).astype(dtype)
+
+    def step_coefficients(self, t) -> StepCoefficients | None:
+        """``step`` at t as x_next = cx x + cout out + cnoise z (noise unless t == 0); None with
+        clip_sample, which makes the step nonlinear."""
+        if self.config.clip_sample:
+            return None
+        i = timestep_index(self.timesteps, t, "DDPMScheduler.step_coefficients")
+        return probe_linear_step(self, t, int(self.timesteps[i]) != 0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgegen.schedulers.base import (SchedulerConfig, alphas_cumprod_for, as_float64, check_steps, spaced_timesteps,
-                                     timestep_index)
+from edgegen.schedulers.base import (SchedulerConfig, StepCoefficients, alphas_cumprod_for, as_float64, check_steps,
+                                     probe_linear_step, spaced_timesteps, timestep_index)
 
 KARRAS_RHO = 7.0   # rho of Karras et al. eq. 5 (their recommended value)
 
@@ -54,6 +54,8 @@ def predicted_x0(config: SchedulerConfig, out: np.ndarray, x: np.ndarray, sigma:
 
 
 class EulerScheduler:
+    NOISY = False   # whether step draws noise
+
     def __init__(self, config: SchedulerConfig):
         self.config = config
         self.alphas_cumprod = alphas_cumprod_for(config)
@@ -101,3 +103,7 @@ class EulerScheduler:
         d = (x - x0) / sigma
         # 3. x_{i+1} = x_i + (sigma_{i+1} - sigma_i) d_i (line 8)
         return (x + (self.sigmas[i + 1] - sigma) * d).astype(dtype)
+
+    def step_coefficients(self, t) -> StepCoefficients:
+        """``step`` at t as x_next = cx x + cout out (+ cnoise z for the ancestral subclass)."""
+        return probe_linear_step(self, t, self.NOISY)

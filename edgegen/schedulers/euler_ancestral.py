@@ -16,6 +16,8 @@ from edgegen.schedulers.euler import EulerScheduler, euler_schedule, predicted_x
 
 
 class EulerAncestralScheduler(EulerScheduler):
+    NOISY = True
+
     def __init__(self, config: SchedulerConfig):
         if config.prediction_type == "sample":
             raise UsageError("prediction_type: EulerAncestralScheduler supports epsilon and v_prediction, "
