@@ -21,7 +21,7 @@ from edgegen.errors import ConversionError
 
 from .tensor_names import ARCHITECTURES
 
-__all__ = ["HFConfig", "SafetensorsCheckpoint", "read_json"]
+__all__ = ["HFConfig", "SafetensorsCheckpoint", "TensorEntry", "read_json", "read_safetensors_header"]
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
@@ -161,6 +161,15 @@ def _read_header(path: Path) -> dict[str, _TensorEntry]:
                                   f"{dtype}{list(shape)} inside a {size}-byte file")
         entries[name] = _TensorEntry(path, dtype, shape, data_start + begin, expected)
     return entries
+
+
+TensorEntry = _TensorEntry
+
+
+def read_safetensors_header(path: Path) -> dict[str, TensorEntry]:
+    """The checked header of one .safetensors file: tensor name -> (file, dtype, shape, absolute byte
+    offset, byte count). ConversionError naming the file for a bad header or a truncated file."""
+    return _read_header(Path(path))
 
 
 class SafetensorsCheckpoint:

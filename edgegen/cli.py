@@ -7,6 +7,7 @@ from pathlib import Path
 from collections import Counter
 
 import edgegen
+from edgegen.cli_image import add_image_parser, cmd_image
 from edgegen.errors import EdgegenError, ModelFileError, UsageError
 from edgegen.kernels import KERNEL_NAMES, simd_summary
 
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(ch)
     _model_options(ch)
 
-    i = sub.add_parser("info", help="describe a GGUF model or an ONNX export folder")
+    i = sub.add_parser("info", help="describe a GGUF model, an ONNX export folder or a diffusion pipeline folder")
     i.add_argument("model")
 
     c = sub.add_parser("convert", help="convert a Hugging Face checkpoint")
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"onnx: {', '.join(ONNX_QUANTS)} (default fp32)")
     c.add_argument("--block-size", type=int, default=None, help="onnx int4: weights per 4-bit scale (default 32)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or per-tensor report")
+    add_image_parser(sub)
     return parser
 
 
@@ -204,7 +206,26 @@ def _info_onnx(folder: Path) -> None:
     print(f"chat template {f'from the export ({len(template)} characters)' if isinstance(template, str) and template.strip() else 'none (chat uses the ChatML fallback)'}")
 
 
+def _info_diffusion(path: Path) -> None:
+    from edgegen.diffusion.folder import read_folder
+    from edgegen.diffusion.onnx_components import is_onnx_diffusion_folder, read_diffusion_manifest
+    f = read_folder(path)
+    print(f"folder        {path} (diffusion pipeline)")
+    print(f"components    {', '.join(f'{k} ({v})' for k, v in f.classes.items())}")
+    unet = f.configs.get("unet", {})
+    print(f"unet          block_out_channels {unet.get('block_out_channels')}, sample size {unet.get('sample_size')}, "
+          f"cross-attention dim {unet.get('cross_attention_dim', '-')}, classes {unet.get('num_class_embeds') or '-'}")
+    print(f"scheduler     {f.scheduler_config.get('_class_name', '?')}; VAE factor {f.vae_scale_factor}, "
+          f"scaling factor {f.scaling_factor:g}")
+    if is_onnx_diffusion_folder(path):
+        m = read_diffusion_manifest(path)
+        print("onnx          " + ", ".join(f"{k} {c.get('quant', '?')} {c.get('size_bytes', 0) / 1e6:.1f} MB"
+                                           for k, c in m.get("components", {}).items()))
+
+
 def cmd_info(a: argparse.Namespace) -> None:
+    if Path(a.model).is_dir() and (Path(a.model) / "model_index.json").is_file():
+        return _info_diffusion(Path(a.model))
     if Path(a.model).is_dir():
         return _info_onnx(Path(a.model))
     from edgegen.gguf_file import GGUFFile
@@ -235,7 +256,13 @@ def cmd_convert(a: argparse.Namespace) -> None:
         raise UsageError(f"--quant: expected one of {', '.join(quants)} with --to {a.to}, found '{quant}'")
     if a.block_size is not None and quant != "int4":
         raise UsageError(f"--block-size applies to --to onnx --quant int4 only, found --to {a.to} --quant {quant}")
-    if a.to == "onnx":
+    if a.to == "onnx" and (Path(a.hf_dir) / "model_index.json").is_file():
+        from edgegen.converters.diffusers_onnx import QUANTS as DIFFUSERS_QUANTS, export_diffusers_onnx
+        if quant not in DIFFUSERS_QUANTS:
+            raise UsageError(f"--quant: expected one of {', '.join(DIFFUSERS_QUANTS)} for a diffusers folder "
+                             f"with --to onnx, found '{quant}'")
+        report = export_diffusers_onnx(a.hf_dir, a.out, quant=quant, progress=not a.quiet)
+    elif a.to == "onnx":
         from edgegen.converters.onnx_export import export_onnx
         report = export_onnx(a.hf_dir, a.out, quant=quant, block_size=a.block_size or 32, progress=not a.quiet)
     else:
@@ -245,7 +272,7 @@ def cmd_convert(a: argparse.Namespace) -> None:
         print(report.summary())
 
 
-COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert}
+COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert, "image": cmd_image}
 
 
 def main(argv: list[str] | None = None) -> int:

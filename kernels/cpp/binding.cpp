@@ -28,6 +28,7 @@ using namespace edgegen_binding;
 
 namespace edgegen_binding {
 void bind_decoder(nb::module_& m);  // binding_decoder.cpp
+void bind_diffusion(nb::module_& m);  // binding_diffusion.cpp
 }  // namespace edgegen_binding
 
 namespace {
@@ -200,6 +201,7 @@ NB_MODULE(_cpp, m) {
           },
           "Names of the dot-product tables this CPU runs, fastest last.");
     edgegen_binding::bind_decoder(m);
+    edgegen_binding::bind_diffusion(m);
     m.def("best_isa", [] { return std::string(edgegen::dot_table(edgegen::best_isa())->name); },
           "The table matmul uses with isa='auto'.");
     m.def("get_rows", &get_rows, "w"_a.none(), "qtype"_a, "K"_a, "ids"_a.none(), "out"_a.none(), "threads"_a = 1,
