@@ -19,7 +19,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 CONV_SHAPES = [(2, 32, 32, 128), (2, 16, 16, 256), (2, 8, 8, 512)]      # B, H, W, C (Cin = Cout), 3x3 pad 1
-ATTN_SHAPES = [(2, 1024, 1024, 128, 1), (2, 1024, 77, 320, 8)]          # B, Nq, Nk, C, heads
+ATTN_SHAPES = [(2, 1024, 1024, 128, 1), (2, 1024, 1024, 128, 8), (2, 1024, 77, 320, 8),  # B, Nq, Nk, C, heads
+               (2, 4096, 4096, 320, 8)]
 
 
 def best_ms(fn, repeat: int) -> float:

@@ -65,10 +65,11 @@ def denoise(denoiser: Denoiser, scheduler, latents: np.ndarray, *, cond: Any = N
         raise UsageError(f"guidance_scale: expected a finite number, found {guidance_scale!r}")
     guided = uncond is not None and guidance_scale != 1.0
     n = len(timesteps)
+    both_cond = _batch(uncond, cond) if guided else None   # one array for every step (the UNet may reuse its projections)
     for i, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(latents, t)
         if guided:
-            both = denoiser(np.concatenate([x_in, x_in]), t, _batch(uncond, cond))
+            both = denoiser(np.concatenate([x_in, x_in]), t, both_cond)
             half = len(x_in)
             u, c, scale = both[:half], both[half:], guidance_scale
         else:

@@ -319,9 +319,13 @@ class ImagePipeline:
 def load_pipeline(path, backend: str | None = None, threads: int | None = None) -> ImagePipeline:
     """An ImagePipeline over a diffusers folder (or an ONNX export of one for backend "onnxruntime").
     backend None: onnxruntime for an ONNX export folder, native otherwise."""
+    from edgegen.diffusion.onnx_components import is_onnx_diffusion_folder
+    onnx_folder = is_onnx_diffusion_folder(path)
     if backend is None:
-        from edgegen.diffusion.onnx_components import is_onnx_diffusion_folder
-        backend = "onnxruntime" if is_onnx_diffusion_folder(path) else "native"
+        backend = "onnxruntime" if onnx_folder else "native"
+    elif onnx_folder and backend != "onnxruntime":
+        raise UsageError(f"--backend {backend}: {path} is an ONNX export, which only the onnxruntime backend runs; "
+                         "pass --backend onnxruntime (or the diffusers folder it was exported from)")
     if backend not in LOADERS:
         raise UsageError(f"--backend: expected one of {', '.join(LOADERS)}, found {backend!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):

@@ -10,7 +10,7 @@ beside each weight gives its shape in the file (PyTorch layout).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
@@ -252,6 +252,9 @@ class CrossAttention:
     to_v: Linear     # (H*Dh, Dctx)
     to_out: Linear   # (C, H*Dh)
     heads: int
+    # the last text states seen and their keys and values: the text is the same at every
+    # denoising step, so attn2 projects it once per image, not once per step
+    _memo: list = field(default_factory=lambda: [None], compare=False, repr=False)
 
     @classmethod
     def load(cls, p: Params, prefix: str, dim: int, context_dim: int, heads: int, dim_head: int,
@@ -264,9 +267,21 @@ class CrossAttention:
 
     def __call__(self, ops: Ops, x: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """x (B, N, C), context (B, L, Dctx) or None (self-attention) -> (B, N, C)."""
-        src = x if context is None else context
-        o = ops.attention(self.to_q(ops, x), self.to_k(ops, src), self.to_v(ops, src), self.heads)
-        return self.to_out(ops, o)
+        if context is None:
+            k, v = self.to_k(ops, x), self.to_v(ops, x)
+        else:
+            k, v = self._context_kv(ops, context)
+        return self.to_out(ops, ops.attention(self.to_q(ops, x), k, v, self.heads))
+
+    def _context_kv(self, ops: Ops, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values of ``context``, reused while the caller passes the same unchanged array
+        (held here, so its identity cannot be taken by another array; compared by content too)."""
+        memo = self._memo[0]
+        if memo is not None and memo[0] is context and np.array_equal(memo[1], context):
+            return memo[2], memo[3]
+        k, v = self.to_k(ops, context), self.to_v(ops, context)
+        self._memo[0] = (context, context.copy(), k, v)
+        return k, v
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,9 @@ def test_native_same_seed_same_png_bytes(pipes, tmp_path):
         image = pipe.decode(_final(pipe.steps("a red cat", steps=2, scheduler="euler_a", seed=9)).latents)[0]
         paths.append(save_png(image, tmp_path / f"{i}.png", {"prompt": "a red cat", "seed": "9"}))
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_an_onnx_folder_is_refused_by_the_other_backends(onnx_dir):
+    from edgegen.errors import UsageError
+    with pytest.raises(UsageError, match="only the onnxruntime backend"):
+        load_pipeline(onnx_dir, backend="native")
