@@ -1,9 +1,12 @@
 // AVX2 pieces of the diffusion kernels (diffusion.h): the 16-token patch transpose of conv2d's
-// gather, and GEGLU's and SiLU's elementwise loops (same formulas as diffusion_norm.cpp's). Built with -mavx2 -mfma -mf16c for this file only (CMakeLists.txt); call only when the
+// gather, attention's scores + softmax of one 16-query block, and GEGLU's and SiLU's elementwise loops (same formulas as diffusion_norm.cpp's). Built with -mavx2 -mfma -mf16c for this file only (CMakeLists.txt); call only when the
 // CPU has them (the AVX2 dot table is chosen).
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "diffusion_simd.h"
 #include "gemm.h"
@@ -107,6 +110,83 @@ void silu_avx2(const float* x, float* out, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, silu8(_mm256_loadu_ps(x + i)));
     if (i < n) tail8(x + i, nullptr, out + i, n - i, [](__m256 v, __m256) { return silu8(v); });
+}
+
+namespace {
+
+// Scores of key rows w[0..5] (Dh apart) against the block's transposed queries qt[Dh][16], stored
+// to c[6][16] (not accumulated: the same products, in the same order, as gemm_tile_avx2 on a
+// zeroed c). The column maxima of the first `live` rows (<= 6) are folded into m0, m1.
+inline void score_group6(const float* w, int64_t Dh, const float* qt, float* c, int64_t live, __m256& m0, __m256& m1) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int64_t k = 0; k < Dh; ++k) {
+        const __m256 x0 = _mm256_loadu_ps(qt + k * kGemmTokens), x1 = _mm256_loadu_ps(qt + k * kGemmTokens + 8);
+        __m256 v = _mm256_broadcast_ss(w + k);
+        a00 = _mm256_fmadd_ps(v, x0, a00), a01 = _mm256_fmadd_ps(v, x1, a01);
+        v = _mm256_broadcast_ss(w + Dh + k);
+        a10 = _mm256_fmadd_ps(v, x0, a10), a11 = _mm256_fmadd_ps(v, x1, a11);
+        v = _mm256_broadcast_ss(w + 2 * Dh + k);
+        a20 = _mm256_fmadd_ps(v, x0, a20), a21 = _mm256_fmadd_ps(v, x1, a21);
+        v = _mm256_broadcast_ss(w + 3 * Dh + k);
+        a30 = _mm256_fmadd_ps(v, x0, a30), a31 = _mm256_fmadd_ps(v, x1, a31);
+        v = _mm256_broadcast_ss(w + 4 * Dh + k);
+        a40 = _mm256_fmadd_ps(v, x0, a40), a41 = _mm256_fmadd_ps(v, x1, a41);
+        v = _mm256_broadcast_ss(w + 5 * Dh + k);
+        a50 = _mm256_fmadd_ps(v, x0, a50), a51 = _mm256_fmadd_ps(v, x1, a51);
+    }
+    _mm256_storeu_ps(c + 0, a00), _mm256_storeu_ps(c + 8, a01);
+    _mm256_storeu_ps(c + 16, a10), _mm256_storeu_ps(c + 24, a11);
+    _mm256_storeu_ps(c + 32, a20), _mm256_storeu_ps(c + 40, a21);
+    _mm256_storeu_ps(c + 48, a30), _mm256_storeu_ps(c + 56, a31);
+    _mm256_storeu_ps(c + 64, a40), _mm256_storeu_ps(c + 72, a41);
+    _mm256_storeu_ps(c + 80, a50), _mm256_storeu_ps(c + 88, a51);
+    if (live == kGemmRows) {  // the portable loop's m < s ? s : m is max_ps(s, m) for non-NaN scores
+        m0 = _mm256_max_ps(_mm256_max_ps(_mm256_max_ps(a00, a10), _mm256_max_ps(a20, a30)), _mm256_max_ps(_mm256_max_ps(a40, a50), m0));
+        m1 = _mm256_max_ps(_mm256_max_ps(_mm256_max_ps(a01, a11), _mm256_max_ps(a21, a31)), _mm256_max_ps(_mm256_max_ps(a41, a51), m1));
+    } else {
+        for (int64_t r = 0; r < live; ++r) {
+            m0 = _mm256_max_ps(_mm256_loadu_ps(c + r * kGemmTokens), m0);
+            m1 = _mm256_max_ps(_mm256_loadu_ps(c + r * kGemmTokens + 8), m1);
+        }
+    }
+}
+
+}  // namespace
+
+void attn_scores_softmax_avx2(const float* kh, int64_t Dh, const float* qt, int64_t keys, bool causal, int64_t q0,
+                              float* st, float* sum) {
+    static_assert(kGemmTokens == 16, "a score row is two 8-float vectors");
+    constexpr int64_t W = kGemmTokens;
+    const int64_t open = causal ? std::min(keys, q0 + 1) : keys;  // rows every query of the block sees
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 m0 = ninf, m1 = ninf;
+    for (int64_t j = 0; j < keys; j += kGemmRows) {
+        score_group6(kh + j * Dh, Dh, qt, st + j * W, std::max<int64_t>(0, std::min<int64_t>(kGemmRows, open - j)), m0, m1);
+    }
+    const __m256 lane0 = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), lane1 = _mm256_add_ps(lane0, _mm256_set1_ps(8.0f));
+    for (int64_t j = open; j < keys; ++j) {  // causal: key j is hidden from queries q0 + i < j
+        const __m256 first = _mm256_set1_ps(static_cast<float>(j - q0));
+        const __m256 s0 = _mm256_blendv_ps(_mm256_loadu_ps(st + j * W), ninf, _mm256_cmp_ps(lane0, first, _CMP_LT_OQ));
+        const __m256 s1 = _mm256_blendv_ps(_mm256_loadu_ps(st + j * W + 8), ninf, _mm256_cmp_ps(lane1, first, _CMP_LT_OQ));
+        _mm256_storeu_ps(st + j * W, s0), _mm256_storeu_ps(st + j * W + 8, s1);
+        m0 = _mm256_max_ps(s0, m0), m1 = _mm256_max_ps(s1, m1);
+    }
+    __m256 t0 = _mm256_setzero_ps(), t1 = t0;
+    for (int64_t j = 0; j < open; ++j) {
+        const __m256 e0 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(st + j * W), m0));
+        const __m256 e1 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(st + j * W + 8), m1));
+        _mm256_storeu_ps(st + j * W, e0), _mm256_storeu_ps(st + j * W + 8, e1);
+        t0 = _mm256_add_ps(t0, e0), t1 = _mm256_add_ps(t1, e1);
+    }
+    for (int64_t j = open; j < keys; ++j) {  // hidden (-inf) scores weigh exactly 0
+        const __m256 s0 = _mm256_loadu_ps(st + j * W), s1 = _mm256_loadu_ps(st + j * W + 8);
+        const __m256 e0 = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(s0, m0)), _mm256_cmp_ps(s0, ninf, _CMP_NEQ_OQ));
+        const __m256 e1 = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(s1, m1)), _mm256_cmp_ps(s1, ninf, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(st + j * W, e0), _mm256_storeu_ps(st + j * W + 8, e1);
+        t0 = _mm256_add_ps(t0, e0), t1 = _mm256_add_ps(t1, e1);
+    }
+    _mm256_storeu_ps(sum, t0), _mm256_storeu_ps(sum + 8, t1);
 }
 
 }  // namespace edgegen
