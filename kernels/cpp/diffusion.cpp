@@ -9,6 +9,9 @@
 // a chunk of 256 values at a time per item. Attention runs on the same tile per
 // block of 16 queries: scores^T = K_h q^T (keys as the tile's rows) land in exactly the layout
 // the second product takes (xt[key][16]), softmax runs down the columns, and out^T = V_h^T P^T.
+// On AVX2 (diffusion_simd.h's AttnKernels) the scores come with their column max in one pass, the
+// exponentials and their sums in a second, and a head dim's last group of < 6 rows gets a
+// narrower tile: the same values, bit for bit, as the portable loops with the AVX2 table.
 #include "diffusion.h"
 
 #include <omp.h>
@@ -33,6 +36,7 @@ constexpr int64_t kTaskRows = kGemmRows * 8;       // weight rows per work item
 constexpr int64_t kOwnBytes = int64_t{512} << 10;   // per-thread patches when threads split the pixels
 constexpr int64_t kMinSliceBlocks = 4;             // token blocks per work item, at least
 constexpr int64_t kAttnRows = 128;                 // query rows per attention task (results do not depend on it)
+constexpr int64_t kAttnKeyChunk = 384;             // keys exponentiated then weighed while in L1 (ditto)
 
 DecodeFn decoder_for(const QuantFormat& fmt, const DotTable& dots) {
     if (fmt.qtype == kF16 && dots.decode_f16 != nullptr) return dots.decode_f16;
@@ -257,27 +261,89 @@ void softmax_columns(float* st, int64_t keys, bool causal, int64_t q0, ExpShift 
     }
 }
 
+AttnKernels attn_kernels(const DotTable& dots) {
+    AttnKernels kernels{nullptr, nullptr, nullptr};
+#if defined(__x86_64__) || defined(_M_X64)
+    if (dots.isa == Isa::kAvx2) kernels = AttnKernels{attn_scores_avx2, attn_exp_avx2, gemm_rows_avx2};
+#endif
+    (void)dots;
+    return kernels;
+}
+
+// ot[d][16] = sum over keys [j0, j0 + len) of vt[d][key] * st[key][16], accumulated (head dims as the tile's rows)
+// (through simd.tile_rows for a last group of fewer than 6 head dims where there is one)
+void weigh_values(const AttnScratch& sc, int64_t Nk, int64_t Dh, int64_t j0, int64_t len, GemmTile tile,
+                  const AttnKernels& simd) {
+    for (int64_t g = 0; g * kGemmRows < Dh; ++g) {
+        const float* w = sc.vt + g * kGemmRows * Nk + j0;
+        float* c = sc.ot + g * kGemmRows * kGemmTokens;
+        if (Dh - g * kGemmRows < kGemmRows && simd.tile_rows != nullptr) {
+            simd.tile_rows(w, Nk, sc.st + j0 * kGemmTokens, len, c, Dh - g * kGemmRows);
+        } else {
+            tile(w, Nk, sc.st + j0 * kGemmTokens, len, c);
+        }
+    }
+}
+
+// sc.ot = V_h^T P^T and sum = the column sums of P^T for the block's transposed queries sc.qt:
+// scores, their max, then the exponentials one chunk of keys at a time, each chunk weighing the
+// values while it is in L1 (the same sums in the same order as one pass).
+void softmax_values_simd(AttnScratch& sc, int64_t Nk, int64_t Dh, int64_t keys, bool causal, int64_t q0,
+                         GemmTile tile, const AttnKernels& simd, float* sum) {
+    float m[kGemmTokens];
+    simd.scores(sc.kh, Dh, sc.qt, keys, causal, q0, sc.st, m);
+    std::fill(sum, sum + kGemmTokens, 0.0f);
+    const int64_t open = causal ? std::min(keys, q0 + 1) : keys;
+    for (int64_t j0 = 0; j0 < keys; j0 += kAttnKeyChunk) {
+        const int64_t len = std::min(kAttnKeyChunk, keys - j0);
+        simd.exp(sc.st, j0, j0 + len, open, m, sum);
+        weigh_values(sc, Nk, Dh, j0, len, tile, simd);
+    }
+}
+
+// sc.kh = K_h (rows Dh apart) and sc.vt = V_h^T (rows Nk apart) of (batch b, head h); the values
+// are transposed 16 keys at a time.
+void load_head(const float* k, const float* v, int64_t b, int64_t h, int64_t Nk, int64_t D, int64_t Dh,
+               Transpose16 transpose, AttnScratch& sc) {
+    for (int64_t j = 0; j < Nk; ++j) {
+        const float* kr = k + (b * Nk + j) * D + h * Dh;
+        std::copy(kr, kr + Dh, sc.kh + j * Dh);
+    }
+    int64_t j = 0;
+    for (const float* src[kGemmTokens]; j + kGemmTokens <= Nk; j += kGemmTokens) {
+        for (int64_t i = 0; i < kGemmTokens; ++i) src[i] = v + (b * Nk + j + i) * D + h * Dh;
+        transpose(src, Dh, sc.vt + j, Nk);
+    }
+    for (; j < Nk; ++j) {
+        const float* vr = v + (b * Nk + j) * D + h * Dh;
+        for (int64_t d = 0; d < Dh; ++d) sc.vt[d * Nk + j] = vr[d];
+    }
+}
+
 // Queries [q0, q0 + 16) of (b, h): scores^T = K_h q^T on the register tile (keys as its rows),
-// softmax per column, out^T = V_h^T P^T (head dims as its rows, keys as k).
+// softmax per column, out^T = V_h^T P^T (head dims as its rows, keys as k); through simd's
+// kernels where there are (same values).
 void attend_block(const float* q, int64_t b, int64_t h, int64_t q0, int64_t Nq, int64_t Nk, int64_t D, int64_t Dh,
-                  bool causal, float scale, AttnScratch& sc, GemmTile tile, ExpShift exp_shift, float* out) {
+                  bool causal, float scale, AttnScratch& sc, GemmTile tile, ExpShift exp_shift,
+                  const AttnKernels& simd, float* out) {
     const int64_t nq = std::min<int64_t>(kGemmTokens, Nq - q0);
     for (int64_t i = 0; i < kGemmTokens; ++i) {
         const float* qr = q + (b * Nq + q0 + i) * D + h * Dh;
         for (int64_t d = 0; d < Dh; ++d) sc.qt[d * kGemmTokens + i] = i < nq ? qr[d] * scale : 0.0f;
     }
     const int64_t keys = causal ? std::min<int64_t>(Nk, q0 + kGemmTokens) : Nk;
-    const int64_t kg = (keys + kGemmRows - 1) / kGemmRows;
-    std::fill(sc.st, sc.st + kg * kGemmRows * kGemmTokens, 0.0f);
-    for (int64_t g = 0; g < kg; ++g) {
-        tile(sc.kh + g * kGemmRows * Dh, Dh, sc.qt, Dh, sc.st + g * kGemmRows * kGemmTokens);
-    }
+    std::fill(sc.ot, sc.ot + round_up(Dh, kGemmRows) * kGemmTokens, 0.0f);
     float sum[kGemmTokens];
-    softmax_columns(sc.st, keys, causal, q0, exp_shift, sum);
-    const int64_t dg = (Dh + kGemmRows - 1) / kGemmRows;
-    std::fill(sc.ot, sc.ot + dg * kGemmRows * kGemmTokens, 0.0f);
-    for (int64_t g = 0; g < dg; ++g) {
-        tile(sc.vt + g * kGemmRows * Nk, Nk, sc.st, keys, sc.ot + g * kGemmRows * kGemmTokens);
+    if (simd.scores != nullptr) {
+        softmax_values_simd(sc, Nk, Dh, keys, causal, q0, tile, simd, sum);
+    } else {
+        const int64_t kg = (keys + kGemmRows - 1) / kGemmRows;
+        std::fill(sc.st, sc.st + kg * kGemmRows * kGemmTokens, 0.0f);
+        for (int64_t g = 0; g < kg; ++g) {
+            tile(sc.kh + g * kGemmRows * Dh, Dh, sc.qt, Dh, sc.st + g * kGemmRows * kGemmTokens);
+        }
+        softmax_columns(sc.st, keys, causal, q0, exp_shift, sum);
+        weigh_values(sc, Nk, Dh, 0, keys, tile, simd);
     }
     for (int64_t i = 0; i < nq; ++i) {
         float* o = out + (b * Nq + q0 + i) * D + h * Dh;
@@ -298,6 +364,11 @@ void mh_attention(const float* q, const float* k, const float* v, int64_t B, int
     const int team = static_cast<int>(std::min<int64_t>(team_for(B * Nq * Nk * D / 4, threads), items));
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh)));
     const GemmTile tile = dots.gemm_tile != nullptr ? dots.gemm_tile : gemm_tile_scalar;
+    const AttnKernels simd = attn_kernels(dots);
+    Transpose16 transpose = transpose16;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (dots.isa == Isa::kAvx2) transpose = transpose16_avx2;
+#endif
 #pragma omp parallel num_threads(team)
     {
         AttnScratch sc(Nk, Dh);
@@ -306,17 +377,12 @@ void mh_attention(const float* q, const float* k, const float* v, int64_t B, int
         for (int64_t item = 0; item < items; ++item) {
             const int64_t bh = item / per_head, b = bh / heads, h = bh % heads;
             if (bh != loaded) {
-                for (int64_t j = 0; j < Nk; ++j) {
-                    const float* kr = k + (b * Nk + j) * D + h * Dh;
-                    const float* vr = v + (b * Nk + j) * D + h * Dh;
-                    std::copy(kr, kr + Dh, sc.kh + j * Dh);
-                    for (int64_t d = 0; d < Dh; ++d) sc.vt[d * Nk + j] = vr[d];
-                }
+                load_head(k, v, b, h, Nk, D, Dh, transpose, sc);
                 loaded = bh;
             }
             const int64_t q_end = std::min(Nq, (item % per_head + 1) * kAttnRows);
             for (int64_t q0 = item % per_head * kAttnRows; q0 < q_end; q0 += kGemmTokens) {
-                attend_block(q, b, h, q0, Nq, Nk, D, Dh, causal, scale, sc, tile, dots.exp_shift, out);
+                attend_block(q, b, h, q0, Nq, Nk, D, Dh, causal, scale, sc, tile, dots.exp_shift, simd, out);
             }
         }
     }

@@ -49,8 +49,11 @@ namespace {
 // polynomial, 2^n from the exponent bits.
 inline __m256 exp_nonpositive(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // n = x log2(e) rounded to the nearest integer (ties to even, as _mm256_round_ps) by adding and
+    // removing 1.5 * 2^23; the sum's low mantissa bits then hold n + 0x400000
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 nm = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), magic);
+    const __m256 n = _mm256_sub_ps(nm, magic);
     const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x));
     __m256 p = _mm256_set1_ps(1.9875691500e-4f);
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
@@ -59,8 +62,8 @@ inline __m256 exp_nonpositive(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
-    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
+    const __m256i bits = _mm256_sub_epi32(_mm256_castps_si256(nm), _mm256_set1_epi32(0x4B400000 - 127));
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(bits, 23)));
 }
 
 inline __m256 abs8(__m256 v) { return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
@@ -154,8 +157,40 @@ inline void score_group6(const float* w, int64_t Dh, const float* qt, float* c, 
 
 }  // namespace
 
-void attn_scores_softmax_avx2(const float* kh, int64_t Dh, const float* qt, int64_t keys, bool causal, int64_t q0,
-                              float* st, float* sum) {
+namespace {
+
+// gemm_tile_avx2 on the first R rows only (the same products and sums for them)
+template <int R>
+void gemm_rows(const float* w, int64_t w_stride, const float* xt, int64_t kc, float* c) {
+    __m256 a[R][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) a[r][0] = _mm256_loadu_ps(c + r * kGemmTokens), a[r][1] = _mm256_loadu_ps(c + r * kGemmTokens + 8);
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 x0 = _mm256_loadu_ps(xt + k * kGemmTokens), x1 = _mm256_loadu_ps(xt + k * kGemmTokens + 8);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const __m256 v = _mm256_broadcast_ss(w + r * w_stride + k);
+            a[r][0] = _mm256_fmadd_ps(v, x0, a[r][0]), a[r][1] = _mm256_fmadd_ps(v, x1, a[r][1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(c + r * kGemmTokens, a[r][0]), _mm256_storeu_ps(c + r * kGemmTokens + 8, a[r][1]);
+}
+
+}  // namespace
+
+void gemm_rows_avx2(const float* w, int64_t w_stride, const float* xt, int64_t kc, float* c, int64_t rows) {
+    switch (rows) {
+        case 1: return gemm_rows<1>(w, w_stride, xt, kc, c);
+        case 2: return gemm_rows<2>(w, w_stride, xt, kc, c);
+        case 3: return gemm_rows<3>(w, w_stride, xt, kc, c);
+        case 4: return gemm_rows<4>(w, w_stride, xt, kc, c);
+        default: return gemm_rows<5>(w, w_stride, xt, kc, c);
+    }
+}
+
+void attn_scores_avx2(const float* kh, int64_t Dh, const float* qt, int64_t keys, bool causal, int64_t q0, float* st,
+                      float* m) {
     static_assert(kGemmTokens == 16, "a score row is two 8-float vectors");
     constexpr int64_t W = kGemmTokens;
     const int64_t open = causal ? std::min(keys, q0 + 1) : keys;  // rows every query of the block sees
@@ -172,14 +207,21 @@ void attn_scores_softmax_avx2(const float* kh, int64_t Dh, const float* qt, int6
         _mm256_storeu_ps(st + j * W, s0), _mm256_storeu_ps(st + j * W + 8, s1);
         m0 = _mm256_max_ps(s0, m0), m1 = _mm256_max_ps(s1, m1);
     }
-    __m256 t0 = _mm256_setzero_ps(), t1 = t0;
-    for (int64_t j = 0; j < open; ++j) {
+    _mm256_storeu_ps(m, m0), _mm256_storeu_ps(m + 8, m1);
+}
+
+void attn_exp_avx2(float* st, int64_t j0, int64_t j1, int64_t open, const float* m, float* sum) {
+    constexpr int64_t W = kGemmTokens;
+    const __m256 m0 = _mm256_loadu_ps(m), m1 = _mm256_loadu_ps(m + 8), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 t0 = _mm256_loadu_ps(sum), t1 = _mm256_loadu_ps(sum + 8);
+    int64_t j = j0;
+    for (const int64_t end = std::min(j1, std::max(j0, open)); j < end; ++j) {
         const __m256 e0 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(st + j * W), m0));
         const __m256 e1 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(st + j * W + 8), m1));
         _mm256_storeu_ps(st + j * W, e0), _mm256_storeu_ps(st + j * W + 8, e1);
         t0 = _mm256_add_ps(t0, e0), t1 = _mm256_add_ps(t1, e1);
     }
-    for (int64_t j = open; j < keys; ++j) {  // hidden (-inf) scores weigh exactly 0
+    for (; j < j1; ++j) {  // hidden (-inf) scores weigh exactly 0
         const __m256 s0 = _mm256_loadu_ps(st + j * W), s1 = _mm256_loadu_ps(st + j * W + 8);
         const __m256 e0 = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(s0, m0)), _mm256_cmp_ps(s0, ninf, _CMP_NEQ_OQ));
         const __m256 e1 = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(s1, m1)), _mm256_cmp_ps(s1, ninf, _CMP_NEQ_OQ));

@@ -129,6 +129,27 @@ def test_attention(b, nq, nk, d, heads, causal, chunk, isa):
     np.testing.assert_allclose(got, t, rtol=1e-5, atol=ATOL)
 
 
+@pytest.mark.parametrize("nk", [1, 5, 77, 1000])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("isa", cpp.isa_names())
+def test_attention_softmax_key_counts(nk, causal, isa):
+    """The per-block scores + softmax (portable loops for "scalar", the fused AVX2 kernel for
+    "avx2") on key counts around the 6-row score groups and 16-query blocks, causal blocks that
+    straddle the diagonal, head dim 16, and peaked scores (large max to subtract)."""
+    rng = np.random.default_rng(nk + 7 * causal)
+    nq = min(nk, 37) if causal else 21
+    b, heads, d = 1, 2, 32
+    q = (3.0 * rng.standard_normal((b, nq, d))).astype(np.float32)
+    k, v = (rng.standard_normal((b, nk, d)).astype(np.float32) for _ in range(2))
+    got = run_threads(functools.partial(cpp.multihead_attention, isa=isa), np.empty_like(q), q, k, v, heads, causal, 0)
+    want = np.full_like(q, np.nan)
+    R.multihead_attention_ref(q, k, v, heads, causal, 0, want)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=ATOL)
+    scalar = np.full_like(q, np.nan)
+    cpp.multihead_attention(q, k, v, heads, causal, 0, scalar, 1, "scalar")
+    np.testing.assert_allclose(got, scalar, rtol=1e-5, atol=ATOL)
+
+
 @pytest.mark.parametrize("isa", cpp.isa_names())
 def test_geglu_and_silu(isa):
     rng = np.random.default_rng(9)
