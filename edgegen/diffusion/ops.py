@@ -168,16 +168,22 @@ class Ops:
             self._ref.silu_ref(x, out)
         return out
 
-    @staticmethod
-    def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-        """GELU: exact (erf) or the tanh approximation, as torch.nn.functional.gelu."""
-        from edgegen.kernels.diffusion_ref import gelu_ref
-        return gelu_ref(x, approximate)
+    def gelu(self, x: np.ndarray, approximate: str = "none") -> np.ndarray:
+        """GELU: exact (erf) or the tanh approximation, as torch.nn.functional.gelu. The exact one runs
+        on the GEGLU kernel (a unit first half: 1 * gelu(x))."""
+        if self._cpp is None or approximate != "none":
+            from edgegen.kernels.diffusion_ref import gelu_ref
+            return gelu_ref(x, approximate)
+        x2 = np.ascontiguousarray(x, np.float32).reshape(-1, x.shape[-1])
+        return self.geglu(np.concatenate([np.ones_like(x2), x2], axis=1)).reshape(x.shape)
 
-    @staticmethod
-    def quick_gelu(x: np.ndarray) -> np.ndarray:
-        """CLIP's x * sigmoid(1.702 x)."""
-        return (x / (1.0 + np.exp(-1.702 * x.astype(np.float64)))).astype(np.float32)
+    def quick_gelu(self, x: np.ndarray) -> np.ndarray:
+        """CLIP's x * sigmoid(1.702 x), as silu(1.702 x) / 1.702 on the SiLU kernel."""
+        if self._cpp is None:
+            return (x / (1.0 + np.exp(-1.702 * x.astype(np.float64)))).astype(np.float32)
+        y = self.silu(np.asarray(x, np.float32) * np.float32(1.702))
+        y *= np.float32(1 / 1.702)
+        return y
 
     def geglu(self, x: np.ndarray) -> np.ndarray:
         """diffusers' GEGLU after its projection: x (..., 2F) -> x[..., :F] * gelu(x[..., F:])."""
