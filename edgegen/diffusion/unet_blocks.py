@@ -15,7 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from edgegen.diffusion.ops import Conv, Ops, Weight
+from edgegen.diffusion.ops import WEIGHT_DTYPES, Conv, Ops, Weight
+from edgegen.diffusion.weights import release_pages
 from edgegen.errors import ModelFileError
 
 # Pre-0.14 diffusers files name the attention block's projections differently; diffusers renames
@@ -36,23 +37,38 @@ class Params:
     def has(self, name: str) -> bool:
         return name in self.tensors
 
-    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The tensor ``name`` as float32, checked to have ``shape``."""
+    def stored(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The tensor ``name`` as the file holds it (memory-mapped), checked to have ``shape``."""
         shape = tuple(int(s) for s in shape)
         if name not in self.tensors:
             raise ModelFileError(f"{self.source}: tensor {name!r} is missing (expected shape {shape})")
         arr = np.asarray(self.tensors[name])
         if tuple(arr.shape) != shape:
             raise ModelFileError(f"{self.source}: tensor {name!r}: expected shape {shape}, found {tuple(arr.shape)}")
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return arr
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The tensor ``name`` as float32 (in place where the file holds float32), checked to have ``shape``."""
+        return np.ascontiguousarray(self.stored(name, shape), dtype=np.float32)
+
+    def matrix(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A weight matrix in ``dtype`` (in place where the file holds that type)."""
+        stored = self.stored(name, shape)
+        out = np.ascontiguousarray(stored, dtype=WEIGHT_DTYPES[self.dtype])
+        if not np.shares_memory(out, stored):
+            release_pages(stored)
+        return out
 
     def conv(self, prefix: str, cin: int, cout: int, k: int, stride: int = 1,
              padding: int | tuple[int, int, int, int] | None = None) -> Conv:
-        """nn.Conv2d ``prefix`` (weight (cout, cin, k, k), bias (cout,)); padding defaults to (k - 1) // 2."""
-        w = self.array(f"{prefix}.weight", (cout, cin, k, k))
+        """nn.Conv2d ``prefix`` (weight (cout, cin, k, k), bias (cout,)); padding defaults to (k - 1) // 2.
+        The weight is reordered for the channels-last kernels: a copy, so the file's pages are let go."""
+        stored = self.stored(f"{prefix}.weight", (cout, cin, k, k))
         b = self.array(f"{prefix}.bias", (cout,))
         pad = (k - 1) // 2 if padding is None else padding
-        return Conv.from_torch(w, b, stride=stride, padding=pad, dtype=self.dtype)
+        conv = Conv.from_torch(stored, b, stride=stride, padding=pad, dtype=self.dtype)
+        release_pages(stored)
+        return conv
 
 
 @dataclass(frozen=True)
@@ -62,14 +78,14 @@ class Linear:
 
     @classmethod
     def load(cls, p: Params, prefix: str, n_in: int, n_out: int, bias: bool = True) -> "Linear":
-        w = p.array(f"{prefix}.weight", (n_out, n_in))
+        w = p.matrix(f"{prefix}.weight", (n_out, n_in))
         b = p.array(f"{prefix}.bias", (n_out,)) if bias else None
         return cls(Weight.from_array(w, p.dtype), b)
 
     @classmethod
     def load_1x1(cls, p: Params, prefix: str, n_in: int, n_out: int) -> "Linear":
         """A 1x1 nn.Conv2d (weight (out, in, 1, 1)): on channels-last pixels it is a linear layer."""
-        w = p.array(f"{prefix}.weight", (n_out, n_in, 1, 1)).reshape(n_out, n_in)
+        w = p.matrix(f"{prefix}.weight", (n_out, n_in, 1, 1)).reshape(n_out, n_in)
         return cls(Weight.from_array(w, p.dtype), p.array(f"{prefix}.bias", (n_out,)))
 
     def __call__(self, ops: Ops, x: np.ndarray) -> np.ndarray:

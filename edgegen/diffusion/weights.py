@@ -73,3 +73,22 @@ def stored_dtype(tensors: Mapping[str, np.ndarray]) -> str:
     """"f16" when the component's weights are stored as float16 (most of their bytes), else "f32"."""
     f16 = sum(a.nbytes for a in tensors.values() if a.dtype == np.float16)
     return "f16" if f16 * 2 > sum(a.nbytes for a in tensors.values()) else "f32"
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped tensor from this process's resident set once a converted
+    copy has been made of it (madvise MADV_DONTNEED on the whole pages inside it): the file stays
+    in the OS page cache, and a later read of the same bytes faults them back in. Without it a
+    model whose weights are reordered at load (convolutions) would hold them twice at its peak.
+    A no-op for arrays that are not file-mapped, or where the OS has no madvise."""
+    import mmap
+    top = arr
+    while isinstance(top.base, np.ndarray):
+        top = top.base
+    if not isinstance(top.base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    begin = arr.__array_interface__["data"][0] - top.__array_interface__["data"][0]
+    page = mmap.PAGESIZE
+    start, end = -(-begin // page) * page, (begin + arr.nbytes) // page * page
+    if end > start:
+        top.base.madvise(mmap.MADV_DONTNEED, start, end - start)
