@@ -48,12 +48,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgegen.backends.onnxruntime import EXTERNAL_DATA_SUFFIX, MANIFEST_FILE, MODEL_FILE
+from edgegen.backends.onnxruntime import MANIFEST_FILE, MODEL_FILE
 from edgegen.diffusion.onnx_components import (CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, IO_NAMES, LAYOUTS,
                                                UNET_CLASS_INPUT, UNET_TEXT_INPUT)
 from edgegen.errors import ConversionError
 
-from .onnx_export import _log, _move_into_place, _require, _version
+from .onnx_export import _log, _move_into_place, _require, _version, to_fp16
 
 __all__ = ["export_diffusers_onnx", "DiffusersOnnxExportReport", "QUANTS", "inspect_diffusers_folder"]
 
@@ -253,10 +253,7 @@ def _quantize(src: Path, dst: Path, quant: str) -> None:
         finally:
             root.setLevel(level)
     elif quant == "fp16":
-        onnx = _require("onnx", "fp16 conversion")
-        float16 = _require("onnxruntime.transformers.float16", "fp16 conversion")
-        model = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
-        onnx.save_model(model, dst, save_as_external_data=external, location=dst.name + EXTERNAL_DATA_SUFFIX)
+        to_fp16(src, dst, external)
     else:
         raise AssertionError(quant)
 

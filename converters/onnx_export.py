@@ -142,12 +142,17 @@ def _quantize(src: Path, dst: Path, quant: str, block_size: int) -> None:
             quiet.setLevel(level)
         quantizer.model.save_model_to_file(str(dst), use_external_data_format=external)
     elif quant == "fp16":
-        onnx = _require("onnx", "fp16 conversion")
-        float16 = _require("onnxruntime.transformers.float16", "fp16 conversion")
-        model = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
-        onnx.save_model(model, dst, save_as_external_data=external, location=dst.name + EXTERNAL_DATA_SUFFIX)
+        to_fp16(src, dst, external)
     else:
         raise AssertionError(quant)
+
+
+def to_fp16(src: Path, dst: Path, external: bool) -> None:
+    """float16 weights with float32 inputs and outputs (the CPU EP runs the casts it inserts)."""
+    onnx = _require("onnx", "fp16 conversion")
+    float16 = _require("onnxruntime.transformers.float16", "fp16 conversion")
+    model = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
+    onnx.save_model(model, dst, save_as_external_data=external, location=dst.name + EXTERNAL_DATA_SUFFIX)
 
 
 def _write_tokenizer(path: Path, cfg: HFConfig, tokenizer: TokenizerMetadata) -> None:

@@ -44,23 +44,31 @@ def _import_ort():
     return onnxruntime
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The checked ``edgegen-onnx.json`` of an export folder."""
+def read_manifest_header(folder: Path, format_name: str, version: int, what: str, source: str) -> dict[str, Any]:
+    """``folder``'s ``edgegen-onnx.json`` as a dict whose format and version are checked; ``what``
+    names the export kind and ``source`` the input of the convert command, for the messages."""
     path = folder / MANIFEST_FILE
     if not folder.is_dir():
-        raise ModelFileError(f"{folder}: not a folder (expected an ONNX export with {MANIFEST_FILE})")
+        raise ModelFileError(f"{folder}: not a folder (expected an ONNX {what} with {MANIFEST_FILE})")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: file not found (not an edgegen ONNX folder; make one with "
-                             "`edgegen convert HF_DIR OUT --to onnx`)") from None
+        raise ModelFileError(f"{path}: file not found (not an edgegen ONNX {what} folder; make one with "
+                             f"`edgegen convert {source} OUT --to onnx`)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModelFileError(f"{path}: field 'format' should be '{FORMAT_NAME}', found {found!r}")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: field 'version' should be {FORMAT_VERSION}, found {manifest.get('version')!r}")
+        raise ModelFileError(f"{path}: field 'format' should be '{format_name}', found {found!r}")
+    if manifest.get("version") != version:
+        raise ModelFileError(f"{path}: field 'version' should be {version}, found {manifest.get('version')!r}")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The checked ``edgegen-onnx.json`` of an export folder."""
+    path = folder / MANIFEST_FILE
+    manifest = read_manifest_header(folder, FORMAT_NAME, FORMAT_VERSION, "export", "HF_DIR")
     for key in ("model_file", "tokenizer_file"):
         if not isinstance(manifest.get(key), str) or not manifest[key] or Path(manifest[key]).name != manifest[key]:
             raise ModelFileError(f"{path}: field '{key}' should be a file name, found {manifest.get(key)!r}")

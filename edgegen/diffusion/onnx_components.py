@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegen.backends.onnxruntime import MANIFEST_FILE, MODEL_FILE, _import_ort
+from edgegen.backends.onnxruntime import MANIFEST_FILE, MODEL_FILE, _import_ort, read_manifest_header
 from edgegen.errors import ModelFileError, UsageError
 
 __all__ = ["load_onnx_components", "is_onnx_diffusion_folder", "read_diffusion_manifest", "OnnxTextEncoder",
@@ -57,20 +57,7 @@ def read_diffusion_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """The checked ``edgegen-onnx.json`` of a diffusion export folder."""
     folder = Path(folder)
     path = folder / MANIFEST_FILE
-    if not folder.is_dir():
-        raise ModelFileError(f"{folder}: not a folder (expected an ONNX diffusion export with {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: file not found (not an edgegen ONNX diffusion folder; make one with "
-                             "`edgegen convert DIFFUSERS_DIR OUT --to onnx`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModelFileError(f"{path}: field 'format' should be '{FORMAT_NAME}', found {found!r}")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: field 'version' should be {FORMAT_VERSION}, found {manifest.get('version')!r}")
+    manifest = read_manifest_header(folder, FORMAT_NAME, FORMAT_VERSION, "diffusion export", "DIFFUSERS_DIR")
     layout = manifest.get("layout")
     if layout not in LAYOUTS:
         raise ModelFileError(f"{path}: field 'layout' should be one of {', '.join(LAYOUTS)}, found {layout!r}")

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("optimum.exporters.onnx")
-from diffusion.tiny_sd import make_tiny_sd  # noqa: E402
+from diffusion.tiny_sd import final_step, make_tiny_sd, unit_image  # noqa: E402
 
 # On [0, 1] images. Native: float32 kernels (GEMM sums in another order than PyTorch's) and the
 # fused float32 update; onnxruntime: its own float32 kernels. Measured: native 3e-6 against the
@@ -41,17 +41,6 @@ def pipes(sd, onnx_dir):
             "torch": load_pipeline(sd, backend="torch", threads=1)}
 
 
-def _final(run):
-    last = None
-    for last in run:
-        pass
-    return last
-
-
-def _unit(pipe, latents):
-    return np.clip(pipe.decode_float(latents) / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1)
-
-
 def test_backends_are_picked_by_folder(pipes):
     assert pipes["native"].backend == "native" and pipes["native"].fused is not None
     assert pipes["onnxruntime"].backend == "onnxruntime"
@@ -63,7 +52,7 @@ def test_backends_are_picked_by_folder(pipes):
 def test_pipeline_matches_diffusers(sd, pipes, backend, scheduler):
     steps, seed, prompt, negative = 3, 11, "a red cat", "blue"
     pipe = pipes[backend]
-    ours = _final(pipe.steps(prompt, negative_prompt=negative, steps=steps, scheduler=scheduler, guidance_scale=7.5,
+    ours = final_step(pipe.steps(prompt, negative_prompt=negative, steps=steps, scheduler=scheduler, guidance_scale=7.5,
                              seed=seed))
     noise = np.random.default_rng(seed).standard_normal((1, 4, 8, 8), dtype=np.float32)
     theirs_pipe = diffusers.StableDiffusionPipeline.from_pretrained(sd, safety_checker=None,
@@ -74,7 +63,7 @@ def test_pipeline_matches_diffusers(sd, pipes, backend, scheduler):
     theirs = theirs_pipe(prompt, negative_prompt=negative, num_inference_steps=steps, guidance_scale=7.5,
                          latents=torch.from_numpy(noise), output_type="np").images
     assert theirs.std() > 0.01
-    np.testing.assert_allclose(_unit(pipe, ours.latents), theirs, atol=IMAGE_ATOL, rtol=0)
+    np.testing.assert_allclose(unit_image(pipe, ours.latents), theirs, atol=IMAGE_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("scheduler", ["euler_a", "dpmpp_2m", "ddpm"])
@@ -82,8 +71,8 @@ def test_backends_agree_with_the_torch_reference(pipes, scheduler):
     """Ancestral and multistep schedulers (the same seeded noise in every backend)."""
     images = {}
     for name, pipe in pipes.items():
-        last = _final(pipe.steps("a red cat", negative_prompt="", steps=4, scheduler=scheduler, seed=3))
-        images[name] = _unit(pipe, last.latents)
+        last = final_step(pipe.steps("a red cat", negative_prompt="", steps=4, scheduler=scheduler, seed=3))
+        images[name] = unit_image(pipe, last.latents)
     np.testing.assert_allclose(images["native"], images["torch"], atol=IMAGE_ATOL, rtol=0)
     np.testing.assert_allclose(images["onnxruntime"], images["torch"], atol=IMAGE_ATOL, rtol=0)
 
@@ -92,7 +81,7 @@ def test_native_same_seed_same_png_bytes(pipes, tmp_path):
     pipe = pipes["native"]
     paths = []
     for i in range(2):
-        image = pipe.decode(_final(pipe.steps("a red cat", steps=2, scheduler="euler_a", seed=9)).latents)[0]
+        image = pipe.decode(final_step(pipe.steps("a red cat", steps=2, scheduler="euler_a", seed=9)).latents)[0]
         paths.append(save_png(image, tmp_path / f"{i}.png", {"prompt": "a red cat", "seed": "9"}))
     assert paths[0].read_bytes() == paths[1].read_bytes()
 

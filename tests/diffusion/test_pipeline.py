@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("PIL")
-from diffusion.tiny_sd import NUM_CLASSES, make_tiny_pixel_unet, make_tiny_sd  # noqa: E402
+from diffusion.tiny_sd import NUM_CLASSES, final_step, make_tiny_pixel_unet, make_tiny_sd, unit_image  # noqa: E402
 
 IMAGE_ATOL = 2e-4   # on [0, 1] images: float32 PyTorch vs our float64 scheduler arithmetic
 
@@ -40,18 +40,6 @@ def pixel(tmp_path_factory):
     return make_tiny_pixel_unet(tmp_path_factory.mktemp("tiny") / "pixel", class_conditional=True, seed=0)
 
 
-def _final(run):
-    last = None
-    for last in run:
-        pass
-    return last
-
-
-def _unit(pipe, latents):
-    """Our decoded image as diffusers' output_type="np": float (B, H, W, 3) in [0, 1]."""
-    return np.clip(pipe.decode_float(latents) / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1)
-
-
 def _diffusers_pipe(cls, sd, scheduler):
     p = cls.from_pretrained(sd, safety_checker=None, requires_safety_checker=False)
     if scheduler == "euler":
@@ -63,14 +51,14 @@ def _diffusers_pipe(cls, sd, scheduler):
 @pytest.mark.parametrize("scheduler", ["ddim", "euler"])
 def test_text_to_image_matches_diffusers(sd, pipe, scheduler):
     steps, seed, prompt, negative = 3, 11, "the cat and the dog", "dog"
-    ours = _final(pipe.steps(prompt, negative_prompt=negative, steps=steps, scheduler=scheduler,
+    ours = final_step(pipe.steps(prompt, negative_prompt=negative, steps=steps, scheduler=scheduler,
                              guidance_scale=7.5, seed=seed))
     noise = np.random.default_rng(seed).standard_normal((1, 4, 8, 8), dtype=np.float32)   # the pipeline's draw
     theirs = _diffusers_pipe(diffusers.StableDiffusionPipeline, sd, scheduler)(
         prompt, negative_prompt=negative, num_inference_steps=steps, guidance_scale=7.5,
         latents=torch.from_numpy(noise), output_type="np").images
     assert ours.total == steps and ours.latents.shape == (1, 4, 8, 8) and theirs.std() > 0.01
-    np.testing.assert_allclose(_unit(pipe, ours.latents), theirs, atol=IMAGE_ATOL, rtol=0)
+    np.testing.assert_allclose(unit_image(pipe, ours.latents), theirs, atol=IMAGE_ATOL, rtol=0)
     uint8 = pipe.decode(ours.latents)
     assert uint8.dtype == np.uint8 and uint8.shape == (1, 16, 16, 3)
     assert np.abs(uint8.astype(int) - np.round(theirs * 255).astype(int)).max() <= 1
@@ -82,7 +70,7 @@ def test_image_to_image_matches_diffusers(sd, pipe, scheduler, monkeypatch):
     from PIL import Image
     steps, strength, seed = 4, 0.6, 5
     init = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    ours = _final(pipe.steps("the cat", negative_prompt="", steps=steps, scheduler=scheduler, seed=seed,
+    ours = final_step(pipe.steps("the cat", negative_prompt="", steps=steps, scheduler=scheduler, seed=seed,
                              init_image=init, strength=strength))
     # diffusers, made deterministic as ours: the VAE's mean instead of a sample, and our noise
     noise = np.random.default_rng(seed).standard_normal((1, 4, 8, 8), dtype=np.float32)
@@ -92,7 +80,7 @@ def test_image_to_image_matches_diffusers(sd, pipe, scheduler, monkeypatch):
         "the cat", image=init, strength=strength, num_inference_steps=steps, guidance_scale=7.5,
         output_type="np").images
     assert ours.total == 2   # int(4 * 0.6) of the 4 steps run
-    np.testing.assert_allclose(_unit(pipe, ours.latents), theirs, atol=IMAGE_ATOL, rtol=0)
+    np.testing.assert_allclose(unit_image(pipe, ours.latents), theirs, atol=IMAGE_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("steps,strength", [(10, 0.3), (7, 0.5), (4, 1.0), (20, 0.75), (3, 0.34)])
@@ -145,9 +133,9 @@ def test_same_seed_same_image_and_different_seed_differs(pipe, tmp_path):
 def test_pixel_class_conditional(pixel):
     pipe = load_pipeline(pixel, backend="torch")
     assert pipe.class_names == tuple(str(i) for i in range(NUM_CLASSES))
-    a = _final(pipe.steps("3", steps=3, seed=7, guidance_scale=1.0)).latents
-    b = _final(pipe.steps("3", steps=3, seed=7, guidance_scale=1.0)).latents
-    c = _final(pipe.steps("4", steps=3, seed=7, guidance_scale=1.0)).latents
+    a = final_step(pipe.steps("3", steps=3, seed=7, guidance_scale=1.0)).latents
+    b = final_step(pipe.steps("3", steps=3, seed=7, guidance_scale=1.0)).latents
+    c = final_step(pipe.steps("4", steps=3, seed=7, guidance_scale=1.0)).latents
     assert a.shape == (1, 3, 8, 8) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)   # the class reaches the UNet
@@ -174,7 +162,7 @@ def test_pixel_class_names_and_null_class_from_class_labels_json(pixel, tmp_path
             calls.append(cond.copy())
             return unet(x, t, cond)
     pipe.unet = Spy()
-    _final(pipe.steps("c2", steps=2, seed=0, guidance_scale=3.0))
+    final_step(pipe.steps("c2", steps=2, seed=0, guidance_scale=3.0))
     assert len(calls) == 2 and all(list(c) == [NUM_CLASSES - 1, 2] for c in calls)   # uncond, cond
 
 

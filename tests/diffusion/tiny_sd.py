@@ -116,3 +116,17 @@ def make_tiny_pixel_unet(path: str | Path, class_conditional: bool, seed: int = 
     scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="linear", clip_sample=True)
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(str(path), safe_serialization=True)
     return path
+
+
+def final_step(run):
+    """The last DenoiseStep of a pipeline's steps() generator."""
+    last = None
+    for last in run:
+        pass
+    return last
+
+
+def unit_image(pipe, latents):
+    """A pipeline's decoded image as diffusers' output_type="np": float (B, H, W, 3) in [0, 1]."""
+    import numpy as np
+    return np.clip(pipe.decode_float(latents) / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1)
