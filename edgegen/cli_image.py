@@ -1,4 +1,9 @@
-"""``edgegen image MODEL PROMPT -o out.png``: a diffusion model's image, saved as PNG with its settings.
+"""``edgegen image [MODEL] PROMPT -o out.png``: a diffusion model's image, saved as PNG with its settings.
+
+Without MODEL, the bundled digits model (edgegen/data/digits, docs/models/digits.md) draws the
+digit PROMPT names ("0".."9"). A model folder may hold ``edgegen.json``, e.g.
+``{"steps": 25, "guidance": 2.0}``: the steps and guidance it was tuned for, used where the user
+passes no --steps / --guidance (otherwise 20 and 7.5).
 
 Glue only (parse, call edgegen.diffusion.pipeline, print); edgegen/cli.py registers it with
 ``add_image_parser(sub)`` and ``COMMANDS["image"] = cmd_image``.
@@ -6,28 +11,37 @@ Glue only (parse, call edgegen.diffusion.pipeline, print); edgegen/cli.py regist
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
 import warnings
 
 import edgegen
-from edgegen.errors import UsageError
+from edgegen.errors import ModelFileError, UsageError
 
 BACKENDS = ("native", "onnxruntime", "torch")   # edgegen.diffusion.pipeline.LOADERS (not imported: numpy-free parse)
 SIZE = re.compile(r"^(\d+)[xX](\d+)$")
+BUNDLED_MODEL = "digits"                        # edgegen/data/digits: the model used when MODEL is left out
+MODEL_DEFAULTS_FILE = "edgegen.json"            # optional per-model defaults in a model folder
+DEFAULTS = {"steps": 20, "guidance": 7.5}       # where neither the user nor the model says
+DEFAULT_TYPES = {"steps": int, "guidance": (int, float)}
 
 
 def add_image_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("image", help="draw an image with a diffusion model (a diffusers folder or its ONNX export)",
-                       usage='edgegen image MODEL "PROMPT" [-o out.png] [options]')
-    p.add_argument("model", help="a diffusers pipeline folder (model_index.json), or its ONNX export")
-    p.add_argument("prompt", help="what to draw; for a class-conditional pixel model, a class name")
+                       usage='edgegen image [MODEL] "PROMPT" [-o out.png] [options]')
+    p.add_argument("args", nargs="+", metavar="[MODEL] PROMPT",
+                   help="MODEL: a diffusers pipeline folder (model_index.json) or its ONNX export (default: the "
+                   "bundled digits model, prompts 0-9); PROMPT: what to draw, for a class-conditional pixel model "
+                   "a class name")
     p.add_argument("-o", "--output", default="image.png", help="PNG to write (default image.png)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps (default: the model's edgegen.json, else 20)")
     p.add_argument("--scheduler", default=None,
                    help="ddpm, ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_karras or lcm (default: the model's own)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default 7.5; <= 1 = off)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale, <= 1 = off (default: the model's edgegen.json, else 7.5)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0): the same seed gives the same image")
     p.add_argument("--size", default=None, metavar="WxH", help="image size, e.g. 512x512 (default: the model's; "
                    "with --init-image, the image's)")
@@ -80,9 +94,51 @@ def _progress(total: int, quiet: bool):
     return lambda: bar.update(1), bar.close
 
 
+def bundled_model() -> str:
+    """The digits model folder bundled inside the package."""
+    from importlib.resources import files
+    path = files("edgegen") / "data" / BUNDLED_MODEL
+    if not path.is_dir():
+        raise ModelFileError(f"the bundled image model {BUNDLED_MODEL}/ is missing from the installed package; "
+                             "pass a model folder: edgegen image MODEL PROMPT")
+    return str(path)
+
+
+def model_defaults(folder: str) -> dict:
+    """{"steps": int, "guidance": float} from the folder's edgegen.json where it has one (else {})."""
+    from pathlib import Path
+    path = Path(folder) / MODEL_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: expected JSON (the model's default settings), found a malformed file: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: expected an object like {{\"steps\": 25, \"guidance\": 2.0}}, found {data!r}")
+    for key, value in data.items():
+        kinds = DEFAULT_TYPES.get(key)
+        if kinds is None or isinstance(value, bool) or not isinstance(value, kinds):
+            raise ModelFileError(f"{path}: field {key!r}: expected one of {', '.join(DEFAULT_TYPES)} with a number, "
+                                 f"found {key!r}: {value!r}")
+    return data
+
+
+def _resolve(a: argparse.Namespace) -> None:
+    """a.args -> a.model, a.prompt; --steps / --guidance the user left out -> the model's or edgegen's defaults."""
+    if len(a.args) > 2:
+        raise UsageError(f"image takes [MODEL] PROMPT, found {len(a.args)} arguments (quote the prompt)")
+    a.model, a.prompt = (a.args[0], a.args[1]) if len(a.args) == 2 else (bundled_model(), a.args[0])
+    own = model_defaults(a.model)
+    for key in DEFAULTS:
+        if getattr(a, key) is None:
+            setattr(a, key, type(DEFAULTS[key])(own.get(key, DEFAULTS[key])))
+
+
 def cmd_image(a: argparse.Namespace) -> None:
     from edgegen.diffusion.pipeline import img2img_start, load_pipeline
     from edgegen.diffusion.png import save_png
+    _resolve(a)
     width, height = parse_size(a.size)
     init = _read_image(a.init_image) if a.init_image else None
     pipe = load_pipeline(a.model, backend=a.backend, threads=a.threads)
@@ -101,7 +157,7 @@ def cmd_image(a: argparse.Namespace) -> None:
     finally:
         close()
     denoise_s = time.perf_counter() - start
-    image = pipe.decode(last.latents, tile=a.vae_tile)[0]
+    image = pipe.decode(last.latents, tile=a.vae_tile)[0]   # a grey pixel model comes back as RGB too
     decode_s = time.perf_counter() - start - denoise_s
     meta = {"prompt": a.prompt, "negative_prompt": a.negative, "seed": str(a.seed), "steps": str(a.steps),
             "scheduler": pipe.scheduler_name(a.scheduler), "guidance": f"{a.guidance:g}",
@@ -111,5 +167,6 @@ def cmd_image(a: argparse.Namespace) -> None:
         meta["strength"] = f"{a.strength:g}"
     path = save_png(image, a.output, meta)
     print(path)
-    print(f"[{last.total} steps, {denoise_s / last.total:.3f} s/step | VAE decode {decode_s:.2f} s | "
+    decoder = "VAE decode" if pipe.vae_decoder is not None else "to image"
+    print(f"[{last.total} steps, {denoise_s / last.total:.3f} s/step | {decoder} {decode_s:.2f} s | "
           f"{meta['size']}, {meta['scheduler']}, {pipe.backend} backend]", file=sys.stderr)

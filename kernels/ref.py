@@ -21,7 +21,8 @@ def matmul_ref(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.nd
 
 # Block formats whose compiled dot path takes activations rounded to 8 bits, and the block
 # length of that rounding (cpp/act_quant.h: 32 for the 32-value formats, 256 for K-quants).
-ACT_Q8_BLOCK = {GGMLType.Q8_0: 32, GGMLType.Q4_0: 32, GGMLType.Q4_K: 256, GGMLType.Q6_K: 256}
+ACT_Q8_BLOCK = {GGMLType.Q8_0: 32, GGMLType.Q4_0: 32, GGMLType.Q4_1: 32,
+                GGMLType.Q4_K: 256, GGMLType.Q6_K: 256}
 
 
 def quantize_act_ref(x: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@
 // Every format is tried at several row lengths, on rows of random block bytes (small f16
 // scales), some rows at an odd address, with three kinds of activations:
 //   quantized  random floats through quantize_q8 / quantize_q8k (one all-zero block if n allows)
-//   raw        random activation bytes, -128 included, bsums recomputed
+//   raw        random activation bytes, -128 included, sum / bsums recomputed
 //   extreme    every weight and activation integer at the magnitude that stresses the
 //              int16 / int32 partial sums most (Q8_0 -128 x -128, ...)
 // Error = |a - b| / sum_k |w_k * x_k|; the check fails when any exceeds kTolerance.
@@ -49,6 +49,7 @@ struct FormatCase {
 const FormatCase kCases[] = {
     {kQ8_0, Act::kQ8, {32, 64, 160, 2048, 4128}},
     {kQ4_0, Act::kQ8, {32, 64, 160, 2048, 4128}},
+    {kQ4_1, Act::kQ8, {32, 64, 160, 2048, 4128}},
     {kQ4_K, Act::kQ8K, {256, 512, 1280, 4096, 11008}},
     {kQ6_K, Act::kQ8K, {256, 512, 1280, 4096, 11008}},
     {kF32, Act::kFloat, {1, 7, 16, 17, 31, 100, 576, 4099}},
@@ -94,6 +95,11 @@ void fill_block(QType qtype, Mode mode, uint8_t* p, Rng& rng) {
         case kQ4_0:  // d, qs: nibbles 0 (value -8) when extreme
             store_u16(p, small_f16_scale(rng));
             for (int64_t j = 0; j < kQK / 2; ++j) p[2 + j] = extreme ? 0x00 : rand_byte(rng);
+            break;
+        case kQ4_1:  // d, m, qs: nibbles 15 everywhere when extreme (the largest unsigned products)
+            store_u16(p, small_f16_scale(rng));
+            store_u16(p + 2, small_f16_scale(rng));
+            for (int64_t j = 0; j < kQK / 2; ++j) p[4 + j] = extreme ? 0xFF : rand_byte(rng);
             break;
         case kQ4_K:  // d, dmin, scales (any 12 bytes are valid), qs: all 0xFF when extreme
             store_u16(p, small_f16_scale(rng));
@@ -141,7 +147,11 @@ Activations make_activations(Act act, Mode mode, int64_t n, Rng& rng) {
         a.q8.resize(n / bv);
         quantize_q8(a.x.data(), a.q8.data(), n);
         if (mode != Mode::kQuantized) {
-            for (BlockQ8& b : a.q8) fill_raw_qs(b.qs, kQ8Values, mode, rng);
+            for (BlockQ8& b : a.q8) {  // sum recomputed: Q4_1's dots read it
+                fill_raw_qs(b.qs, kQ8Values, mode, rng);
+                b.sum = 0;
+                for (int64_t j = 0; j < kQ8Values; ++j) b.sum += b.qs[j];
+            }
         }
         for (int64_t i = 0; i < n; ++i) a.x[i] = a.q8[i / bv].d * a.q8[i / bv].qs[i % bv];
     } else {
@@ -168,6 +178,7 @@ float run_table(const DotTable& t, QType qtype, const uint8_t* w, const Activati
     switch (qtype) {
         case kQ8_0: return t.q8_0(w, a.q8.data(), n);
         case kQ4_0: return t.q4_0(w, a.q8.data(), n);
+        case kQ4_1: return t.q4_1(w, a.q8.data(), n);
         case kQ4_K: return t.q4_k(w, a.q8k.data(), n);
         case kQ6_K: return t.q6_k(w, a.q8k.data(), n);
         case kF32: return t.f32(w, a.x.data(), n);

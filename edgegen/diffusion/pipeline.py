@@ -76,9 +76,11 @@ def img2img_start(steps: int, strength: float) -> int:
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), as diffusers' postprocess + numpy_to_pil."""
+    """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, 3), as diffusers' postprocess + numpy_to_pil;
+    a one-channel (grey) image is repeated into RGB."""
     unit = np.clip(image.astype(np.float32) / 2 + 0.5, 0, 1)
-    return np.round(unit.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    out = np.round(unit.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    return out.repeat(3, axis=3) if out.shape[3] == 1 else out
 
 
 def tile_starts(n: int, tile: int, stride: int) -> list[int]:

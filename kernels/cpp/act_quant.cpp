@@ -57,6 +57,8 @@ void pair_q8(const BlockQ8* blocks, BlockQ8Pair* out, int64_t nblocks) {
                 pair.d[j * kLanesPerBlock + l] = b.d;
                 pair.sum2[j * kLanesPerBlock + l] = 2 * b.sum;
             }
+            pair.dsum[2 * j] = 0.0f;
+            pair.dsum[2 * j + 1] = b.d * static_cast<float>(b.sum);
         }
     }
 }

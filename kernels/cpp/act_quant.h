@@ -1,5 +1,5 @@
 // Activations quantized to 8 bits, the right-hand side of the integer dot products.
-//   BlockQ8   32 values:  d float, qs int8[32]                x ~= d*q   (pairs with Q8_0, Q4_0);
+//   BlockQ8   32 values:  d float, qs int8[32], sum           x ~= d*q   (pairs with Q8_0, Q4_0, Q4_1);
 //                         d is rounded to the nearest f16, as ggml stores it (block_q8_0)
 //   BlockQ8K 256 values:  d float, qs int8[256], bsums[16]    x ~= d*q   (pairs with Q4_K, Q6_K)
 // bsums[g] = sum of qs[16g .. 16g+16): the K-quant dots use it for their per-sub-block offsets.
@@ -19,7 +19,8 @@ struct BlockQ8 {
     float d;
     int8_t qs[kQ8Values];
     int32_t sum;   // sum(qs): Q4_0 stores its values offset by 8, so a dot can take unsigned
-                   // nibbles and subtract 8 * sum (in integers, exactly)
+                   // nibbles and subtract 8 * sum (in integers, exactly); Q4_1's min m meets it
+                   // as m * d * sum (llama.cpp's block_q8_1 stores d * sum as f16: this is exact)
 };
 
 struct BlockQ8K {
@@ -28,7 +29,7 @@ struct BlockQ8K {
     int16_t bsums[kQ8KGroups];
 };
 
-// Two consecutive BlockQ8 rearranged for a Q4_0 row dot that unpacks two weight blocks per
+// Two consecutive BlockQ8 rearranged for a Q4_0 / Q4_1 row dot that unpacks two weight blocks per
 // 256-bit register (their low nibbles side by side, then their high nibbles): lo holds values
 // 0..15 of block 2p then of block 2p+1, hi values 16..31 of each; d and sum repeated per 4 lanes.
 struct BlockQ8Pair {
@@ -36,6 +37,8 @@ struct BlockQ8Pair {
     int8_t hi[kQ8Values];
     float d[8];          // d of block 2p in lanes 0..3, of block 2p+1 in lanes 4..7
     int32_t sum2[8];     // 2 * sum(qs) likewise: 4 lanes x 2 = the 8 x sum(qs) that Q4_0's offset costs
+    float dsum[4];       // {0, d*sum(qs) of block 2p, 0, that of 2p+1}: meets a Q4_1 pair's {d, m, d, m}
+                         // (d*sum is exact in float: an f16 times an integer below 2^12)
 };
 
 // blocks (nblocks,) -> nblocks / 2 pairs; nblocks even.

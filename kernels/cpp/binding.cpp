@@ -189,7 +189,7 @@ NB_MODULE(_cpp, m) {
           nb::sig("def matmul(w: numpy.ndarray, qtype: int, K: int, x: numpy.ndarray, out: numpy.ndarray, "
                   "threads: int = 1, isa: str = 'auto', int8_act: bool = True) -> None"),
           "out[t, n] = sum_k W[n, k] * x[t, k]; w uint8 (N, row_bytes) of type qtype, x (T, K), out (T, N).\n"
-          "int8_act: block formats (Q8_0, Q4_0, Q4_K, Q6_K) take x quantized to 8 bits (ref.matmul_act_q8_ref);\n"
+          "int8_act: block formats (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) take x quantized to 8 bits (ref.matmul_act_q8_ref);\n"
           "False decodes every format to float32 (ref.matmul_ref). isa: 'auto' or a name from isa_names().");
     m.attr("gemm_min_tokens") = edgegen::kGemmMinTokens;
     m.def("isa_names", [] {

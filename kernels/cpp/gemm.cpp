@@ -22,6 +22,7 @@ DecodeFn table_decoder(const QuantFormat& fmt, const DotTable& dots) {
         case kF16: fast = dots.decode_f16; break;
         case kQ8_0: fast = dots.decode_q8_0; break;
         case kQ4_0: fast = dots.decode_q4_0; break;
+        case kQ4_1: fast = dots.decode_q4_1; break;
         case kQ4_K: fast = dots.decode_q4_k; break;
         case kQ6_K: fast = dots.decode_q6_k; break;
         default: break;

@@ -45,6 +45,7 @@ void gemm_tile_avx2(const float* w, int64_t w_stride, const float* xt, int64_t k
 void decode_f16_avx2(const uint8_t* src, float* dst, int64_t n);
 void decode_q8_0_avx2(const uint8_t* src, float* dst, int64_t n);
 void decode_q4_0_avx2(const uint8_t* src, float* dst, int64_t n);
+void decode_q4_1_avx2(const uint8_t* src, float* dst, int64_t n);
 void decode_q4_k_avx2(const uint8_t* src, float* dst, int64_t n);
 void decode_q6_k_avx2(const uint8_t* src, float* dst, int64_t n);
 #endif

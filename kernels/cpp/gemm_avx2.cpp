@@ -109,6 +109,24 @@ void decode_q4_0_avx2(const uint8_t* src, float* dst, int64_t n) {
     }
 }
 
+// d * nibble + m: the product rounded, then the add (fp_contract_off.h), as quant_formats.cpp.
+void decode_q4_1_avx2(const uint8_t* src, float* dst, int64_t n) {
+    const __m128i mask = _mm_set1_epi8(kNibbleMask);
+    for (int64_t b = 0; b < n / kQK; ++b, src += kQ4_1Bytes, dst += kQK) {
+        const __m256 d = _mm256_set1_ps(half_at(src)), m = _mm256_set1_ps(half_at(src + 2));
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 4));
+        // values 0..15 from the low nibbles, 16..31 from the high ones
+        const __m128i parts[2] = {_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, kNibbleBits), mask)};
+        for (int h = 0; h < 2; ++h) {
+            const __m128i q = parts[h];
+            const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+            const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(q, 8)));
+            _mm256_storeu_ps(dst + 16 * h, _mm256_add_ps(_mm256_mul_ps(d, lo), m));
+            _mm256_storeu_ps(dst + 16 * h + 8, _mm256_add_ps(_mm256_mul_ps(d, hi), m));
+        }
+    }
+}
+
 void decode_q4_k_avx2(const uint8_t* src, float* dst, int64_t n) {
     const __m256i mask = _mm256_set1_epi8(kNibbleMask);
     for (int64_t b = 0; b < n / kQK_K; ++b, src += kQ4_KBytes, dst += kQK_K) {

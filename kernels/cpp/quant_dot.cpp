@@ -141,8 +141,8 @@ void matmul_int8(void (*quantize)(const float*, Block*, int64_t), Dot dot_row, T
 template <class Act>
 constexpr void (*kNoTile)(const uint8_t*, int64_t, const Act*, int64_t, int64_t, float*, int64_t) = nullptr;
 
-// Decode on Q4_0 with a paired-activation dot (DotQ8Pair): x quantized, then rearranged in pairs.
-void matvec_q4_0_pairs(QuantizeQ8 quantize, DotQ8Pair dot, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x,
+// Decode on Q4_0 / Q4_1 with a paired-activation dot (DotQ8Pair): x quantized, then rearranged in pairs.
+void matvec_pairs(QuantizeQ8 quantize, DotQ8Pair dot, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const float* x,
                        float* out, int threads) {
     std::vector<BlockQ8> blocks(static_cast<size_t>(K / kQ8Values));
     std::vector<BlockQ8Pair> pairs(blocks.size() / 2);
@@ -158,8 +158,8 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
     if (N == 0 || T == 0) return;
     const int64_t rb = fmt.row_bytes(K);
     if (dots == nullptr) return matmul_decoded(fmt, w, N, K, x, T, out, threads);
-    // activations rounded as by the dot path below: 32-value blocks for Q8_0 / Q4_0, 256 for the K-quants
-    const int64_t act_block = fmt.qtype == kQ8_0 || fmt.qtype == kQ4_0 ? kQ8Values
+    // activations rounded as by the dot path below: 32-value blocks for Q8_0 / Q4_0 / Q4_1, 256 for the K-quants
+    const int64_t act_block = fmt.qtype == kQ8_0 || fmt.qtype == kQ4_0 || fmt.qtype == kQ4_1 ? kQ8Values
                             : fmt.qtype == kQ4_K || fmt.qtype == kQ6_K ? kQ8KValues : 0;
     if (T >= kGemmMinTokens && matmul_gemm(fmt, w, N, K, x, T, out, threads, *dots, act_block)) return;
     const QuantizeQ8 q8 = dots->quantize_q8 != nullptr ? dots->quantize_q8 : quantize_q8;
@@ -168,15 +168,20 @@ void matmul(const QuantFormat& fmt, const uint8_t* w, int64_t N, int64_t K, cons
         case kQ8_0: return matmul_int8<BlockQ8, kQ8Values>(q8, dots->q8_0, dots->q8_0_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_0:
             if (T == 1 && dots->q4_0_pairs != nullptr && K % (2 * kQ8Values) == 0) {
-                return matvec_q4_0_pairs(q8, dots->q4_0_pairs, w, rb, N, K, x, out, threads);
+                return matvec_pairs(q8, dots->q4_0_pairs, w, rb, N, K, x, out, threads);
             }
             return matmul_int8<BlockQ8, kQ8Values>(q8, dots->q4_0, dots->q4_0_tile, w, rb, N, K, x, T, out, threads);
+        case kQ4_1:
+            if (T == 1 && dots->q4_1_pairs != nullptr && K % (2 * kQ8Values) == 0) {
+                return matvec_pairs(q8, dots->q4_1_pairs, w, rb, N, K, x, out, threads);
+            }
+            return matmul_int8<BlockQ8, kQ8Values>(q8, dots->q4_1, dots->q4_1_tile, w, rb, N, K, x, T, out, threads);
         case kQ4_K: return matmul_int8<BlockQ8K, kQ8KValues>(q8k, dots->q4_k, dots->q4_k_tile, w, rb, N, K, x, T, out, threads);
         case kQ6_K: return matmul_int8<BlockQ8K, kQ8KValues>(q8k, dots->q6_k, kNoTile<BlockQ8K>, w, rb, N, K, x, T, out, threads);
         case kF32: return dot_tiles(dots->f32, dots->f32_tile, w, rb, N, K, x, K, T, out, threads);
         case kF16: return dot_tiles(dots->f16, dots->f16_tile, w, rb, N, K, x, K, T, out, threads);
         case kBF16: return dot_tiles(dots->bf16, dots->bf16_tile, w, rb, N, K, x, K, T, out, threads);
-        default: return matmul_decoded(fmt, w, N, K, x, T, out, threads);  // Q4_1: no integer dot yet
+        default: return matmul_decoded(fmt, w, N, K, x, T, out, threads);  // a format without an integer dot
     }
 }
 

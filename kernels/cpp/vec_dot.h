@@ -31,7 +31,7 @@ using ExpShift = void (*)(float* s, float m, int64_t n);
 // out[i] = silu(gate[i]) * up[i] over n floats (SwiGLU); out may alias gate or up. Within a few
 // ulp of the portable g / (1 + exp(-g)) * u.
 using SiluMul = void (*)(const float* gate, const float* up, float* out, int64_t n);
-// Q4_0 row against paired activation blocks (act_quant.h BlockQ8Pair); n a multiple of 64.
+// Q4_0 / Q4_1 row against paired activation blocks (act_quant.h BlockQ8Pair); n a multiple of 64.
 using DotQ8Pair = float (*)(const uint8_t* w, const BlockQ8Pair* x, int64_t n);
 // A register-blocked tile for prompt processing: kTileRows weight rows (row_bytes apart) times
 // kTileTokens activation rows (x_stride blocks apart); out[c * out_stride + r] = dot(row r, x_c).
@@ -78,6 +78,12 @@ struct DotTable {
     QuantizeQ8 quantize_q8;    // optional: act_quant.h's quantizers, same bits
     QuantizeQ8K quantize_q8k;
     SiluMul silu_mul;          // optional (nullptr: std::exp per value)
+    // Q4_1 (x = d*nibble + m): d*dx*sum(nibble*q) + m*dx*sum(q), the second sum BlockQ8::sum
+    // (llama.cpp's block_q8_1 keeps d*sum(q) for it). Last, so the older positional initialisers hold.
+    DotQ8 q4_1;
+    TileQ8 q4_1_tile;          // optional
+    DecodeFn decode_q4_1;      // optional
+    DotQ8Pair q4_1_pairs;      // optional: as q4_0_pairs
 };
 
 extern const DotTable kDotScalar;

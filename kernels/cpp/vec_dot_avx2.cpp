@@ -79,6 +79,92 @@ float dot_blocks(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// One Q4_1 block: acc + d_w*d_x * (the unsigned nibbles times x, maddubs), and its mins term
+// m_w * d_x*sum(x) into `mins` (d_x*sum(x) is exact in float: an f16 times an integer below 2^12).
+inline __m256 q4_1_block(const uint8_t* blk, const BlockQ8& xb, __m256 acc, float* mins) {
+    const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(q4_0_nibbles(blk + 4), load256(xb.qs)),
+                                           _mm256_set1_epi16(1));
+    *mins += half_at(blk + 2) * (xb.d * static_cast<float>(xb.sum));
+    return _mm256_fmadd_ps(_mm256_set1_ps(half_at(blk) * xb.d), _mm256_cvtepi32_ps(sums), acc);
+}
+
+// Q4_1 rows (odd block counts; tile edges): two blocks per step into two accumulators each.
+float dot_q4_1(const uint8_t* w, const BlockQ8* x, int64_t n) {
+    const int64_t nb = n / kQK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float mins0 = 0.0f, mins1 = 0.0f;
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        acc0 = q4_1_block(w + b * kQ4_1Bytes, x[b], acc0, &mins0);
+        acc1 = q4_1_block(w + (b + 1) * kQ4_1Bytes, x[b + 1], acc1, &mins1);
+    }
+    if (b < nb) acc0 = q4_1_block(w + b * kQ4_1Bytes, x[b], acc0, &mins0);
+    return hsum(_mm256_add_ps(acc0, acc1)) + (mins0 + mins1);
+}
+
+// Q4_1 decode rows, two blocks per register as dot_q4_0_pairs, with no offset: per lane
+// d_w*d_x * (its 4 products' sum); the mins term as [d0, m0, d1, m1] * [0, dx0*sum0, 0, dx1*sum1]
+// (BlockQ8Pair::dsum) in one 128-bit FMA.
+float dot_q4_1_pairs(const uint8_t* w, const BlockQ8Pair* x, int64_t n) {
+    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i d_lanes = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    for (int64_t p = 0; p < n / (2 * kQK); ++p) {
+        const uint8_t* b0 = w + 2 * p * kQ4_1Bytes;
+        const uint8_t* b1 = b0 + kQ4_1Bytes;
+        const BlockQ8Pair& xp = x[p];
+        const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1 + 4),
+                                                   reinterpret_cast<const __m128i*>(b0 + 4));
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, kNibbleBits), low4);
+        const __m256i pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(xp.lo)),
+                                                 _mm256_maddubs_epi16(hi, load256(xp.hi)));
+        const __m256i sums = _mm256_madd_epi16(pairs16, ones);
+        uint32_t dm0, dm1;  // d, m of each block: its first 4 bytes
+        std::memcpy(&dm0, b0, sizeof dm0);
+        std::memcpy(&dm1, b1, sizeof dm1);
+        const __m128 dm = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128(static_cast<int>(dm0)),
+                                                          _mm_cvtsi32_si128(static_cast<int>(dm1))));
+        const __m256 scale = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm), d_lanes),
+                                           _mm256_loadu_ps(xp.d));
+        acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc);
+        acc_m = _mm_fmadd_ps(dm, _mm_loadu_ps(xp.dsum), acc_m);
+    }
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    return hsum(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
+
+// Q4_1 prompt tile: as tile_q8<true> without the offset, plus each (row, token)'s mins term.
+void tile_q4_1(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_stride, int64_t n, float* out,
+               int64_t out_stride) {
+    __m256 acc[kTileRows][kTileTokens];
+    float mins[kTileRows][kTileTokens] = {};
+    for (auto& row : acc) {
+        for (auto& a : row) a = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < n / kQK; ++b) {
+        __m256i xq[kTileTokens];
+        for (int c = 0; c < kTileTokens; ++c) xq[c] = load256(x[c * x_stride + b].qs);
+        for (int r = 0; r < kTileRows; ++r) {
+            const uint8_t* blk = w + r * row_bytes + b * kQ4_1Bytes;
+            const float dw = half_at(blk), mw = half_at(blk + 2);
+            const __m256i wq = q4_0_nibbles(blk + 4);
+            for (int c = 0; c < kTileTokens; ++c) {
+                const BlockQ8& xb = x[c * x_stride + b];
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), ones);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), _mm256_cvtepi32_ps(p), acc[r][c]);
+                mins[r][c] += mw * (xb.d * static_cast<float>(xb.sum));
+            }
+        }
+    }
+    for (int r = 0; r < kTileRows; ++r) {
+        for (int c = 0; c < kTileTokens; ++c) out[c * out_stride + r] = hsum(acc[r][c]) + mins[r][c];
+    }
+}
+
 // Q4_0 decode rows, two blocks per register against paired activations (BlockQ8Pair): one
 // 256-bit register holds both blocks' 16 packed bytes, so one mask gives both blocks' low
 // nibbles (values 0..15 of each) and one shift + mask their high nibbles; the four int32 lanes
@@ -399,6 +485,7 @@ const DotTable kDotAvx2 = {
     tile_float<4, f32x8, f32x1>, tile_float<2, f16x8, half_at>, tile_float<2, bf16x8, bf16x1>,
     gemm_tile_avx2, decode_f16_avx2, decode_q8_0_avx2, decode_q4_0_avx2, decode_q4_k_avx2, decode_q6_k_avx2,
     quantize_q8_avx2, quantize_q8k_avx2, silu_mul,
+    dot_q4_1, tile_q4_1, decode_q4_1_avx2, dot_q4_1_pairs,
 };
 
 }  // namespace edgegen

@@ -72,6 +72,25 @@ float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return acc;
 }
 
+// ---- Q4_1 x Q8: 32-value blocks ------------------------------------------------------------
+// w block, 20 bytes: d:f16, m:f16, qs:u8[16]; value j = d*(qs[j] & 15) + m, value 16+j =
+// d*(qs[j] >> 4) + m. Per block: d*dx * sum(nibble*q) + m*dx * sum(q) (BlockQ8::sum).
+float dot_q4_1(const uint8_t* w, const BlockQ8* x, int64_t n) {
+    const uint8x16_t nibble = vdupq_n_u8(kNibbleMask);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / kQK; ++b, w += kQ4_1Bytes) {
+        const uint8x16_t q = vld1q_u8(w + 4);
+        const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, nibble));              // values 0..15, 0..15
+        const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, kNibbleBits));      // values 16..31
+        int32x4_t s = vpaddlq_s16(dot16_small(lo, vld1q_s8(x[b].qs)));
+        s = vpadalq_s16(s, dot16_small(hi, vld1q_s8(x[b].qs + kLanes8)));
+        // two adds, not a*b + c*d (contraction may fuse either product): scalar and NEON agree bit for bit
+        acc += half_to_float(load_u16(w)) * x[b].d * static_cast<float>(vaddvq_s32(s));
+        acc += half_to_float(load_u16(w + 2)) * x[b].d * static_cast<float>(x[b].sum);
+    }
+    return acc;
+}
+
 // ---- Q4_K x Q8K: 256-value super-blocks ----------------------------------------------------
 // w block, 144 bytes: d:f16, dmin:f16, scales:u8[12] (eight 6-bit scale/min pairs, unpacked by
 // q4_k_unpack), qs:u8[128]. Chunk c (64 values) reads qs[32c .. 32c+32): low nibbles are
@@ -224,6 +243,7 @@ const DotTable kDotNeon = {
     dot_half<f16_lo, f16_hi, half_to_float>, dot_half<bf16_lo, bf16_hi, bf16_to_f32>,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // no int8 prompt tiles yet
     gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // the portable GEMM tile, vectorised by the compiler for NEON
+    dot_q4_1, nullptr, nullptr,
 };
 
 }  // namespace edgegen

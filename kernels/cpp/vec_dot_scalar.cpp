@@ -37,6 +37,24 @@ float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return acc;
 }
 
+// Per block: d*dx * sum(nibble * q) + m*dx * sum(q), the nibbles unsigned (0..15).
+float dot_q4_1(const uint8_t* w, const BlockQ8* x, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / kQK; ++b, w += kQ4_1Bytes) {
+        const uint8_t* q = w + 4;
+        const int8_t* xq = x[b].qs;
+        int sum = 0;
+        for (int64_t j = 0; j < kQK / 2; ++j) {
+            sum += (q[j] & kNibbleMask) * xq[j];
+            sum += (q[j] >> kNibbleBits) * xq[j + kQK / 2];
+        }
+        // two adds, not a*b + c*d (contraction may fuse either product): scalar and NEON agree bit for bit
+        acc += f16_to_f32(load_u16(w)) * x[b].d * static_cast<float>(sum);
+        acc += f16_to_f32(load_u16(w + 2)) * x[b].d * static_cast<float>(x[b].sum);
+    }
+    return acc;
+}
+
 // Per super-block: d*dx * sum_s sc[s] * sum(q*x over s)  -  dmin*dx * sum_s m[s] * sum(x over s).
 float dot_q4_k(const uint8_t* w, const BlockQ8K* x, int64_t n) {
     float acc = 0.0f;
@@ -142,6 +160,7 @@ const DotTable kDotScalar = {
     Isa::kScalar, "scalar", dot_q8_0, dot_q4_0, dot_q4_k, dot_q6_k, dot_f32, dot_half<f16_to_f32>, dot_half<bf16_to_f32>,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
     gemm_tile_scalar, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    dot_q4_1, nullptr, nullptr,
 };
 
 }  // namespace edgegen

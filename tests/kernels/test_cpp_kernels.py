@@ -15,6 +15,7 @@ from kernel_data import assert_matmul_close, make_weights, run_threads
 
 from edgegen.constants import GGMLType
 from edgegen.kernels import ref
+from edgegen.kernels.quants import dequantize
 
 cpp = pytest.importorskip("edgegen.kernels._cpp", reason="C++ extension not built: run tools/dev_setup.sh")
 
@@ -22,22 +23,25 @@ LONG_K = 6144  # a multiple of every block size, beyond the widest FFN row of a 
 
 
 @pytest.mark.parametrize("int8_act", [True, False], ids=["int8-act", "float-act"])
-@pytest.mark.parametrize("qtype", [GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K,
-                                   GGMLType.Q6_K], ids=lambda q: q.name)
+@pytest.mark.parametrize("qtype", [GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1,
+                                   GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda q: q.name)
 def test_matmul_long_rows(qtype, int8_act):
-    """float32 accumulation stays within 1e-4 of the float64 reference at K = 6144."""
+    """float32 accumulation stays within 1e-4 of the float64 reference at K = 6144, for a few rows
+    (tiles) and for one (the decode dots: Q4_0 / Q4_1 two blocks per register on AVX2)."""
     rng = np.random.default_rng(200 + int(qtype))
     N, T = 9, 3
     w = make_weights(qtype, N, LONG_K, rng)
     x = rng.standard_normal((T, LONG_K)).astype(np.float32)
     matmul = functools.partial(cpp.matmul, int8_act=int8_act)
-    out = run_threads(matmul, np.empty((T, N), np.float32), w, int(qtype), LONG_K, x)
-    assert_matmul_close(w, qtype, LONG_K, x, out, f"{qtype.name} K={LONG_K}", int8_act)
+    for rows in (x, x[:1]):
+        out = run_threads(matmul, np.empty((len(rows), N), np.float32), w, int(qtype), LONG_K, rows)
+        assert_matmul_close(w, qtype, LONG_K, rows, out, f"{qtype.name} K={LONG_K} T={len(rows)}", int8_act)
 
 
 @pytest.mark.parametrize("isa", cpp.isa_names())
 @pytest.mark.parametrize("T", [4, cpp.gemm_min_tokens + 4], ids=["dot", "gemm"])
-@pytest.mark.parametrize("qtype", [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda q: q.name)
+@pytest.mark.parametrize("qtype", [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q4_K, GGMLType.Q6_K],
+                         ids=lambda q: q.name)
 def test_act_quant_matches_reference_rounding(qtype, T, isa):
     """Every activation row, including an all-zero block and exact half-way values, is rounded
     as ref.quantize_act_ref rounds it, by every table's quantizer, on the dot path (T = 4) and the
@@ -56,6 +60,23 @@ def test_act_quant_matches_reference_rounding(qtype, T, isa):
     ref.matmul_act_q8_ref(w, qtype, K, x, rounded)
     cpp.matmul(w, int(qtype), K, x, ours, threads=2, isa=isa)
     assert np.abs(ours - rounded).max() < 1e-3 * np.abs(ours - exact).max()
+
+
+@pytest.mark.parametrize("isa", cpp.isa_names())
+@pytest.mark.parametrize("qtype", [GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q4_K,
+                                   GGMLType.Q6_K], ids=lambda q: q.name)
+def test_gemm_decoders_bit_exact(qtype, isa):
+    """The prompt GEMM's weight decoders (a table's own, e.g. decode_q4_1_avx2, or quant_formats.cpp's)
+    give quants.dequantize's values bit for bit: with x = 127 * identity (rounded to 8 bits exactly:
+    d = 1, q = 127), out[t, n] is the single product W[n, t] * 127, rounded once."""
+    K = 512 if qtype in (GGMLType.Q4_K, GGMLType.Q6_K) else 288  # 288: a partial 256-value chunk
+    N = 7
+    w = make_weights(qtype, N, K, np.random.default_rng(400 + int(qtype)))
+    x = (np.float32(127) * np.eye(K, dtype=np.float32))
+    out = np.empty((K, N), np.float32)
+    cpp.matmul(w, int(qtype), K, x, out, threads=2, isa=isa)
+    want = (dequantize(w, qtype, K) * np.float32(127)).T + np.float32(0)  # + 0: -0.0 sums to +0.0 in the tile
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
 
 
 def test_isa_names_and_unknown_isa():

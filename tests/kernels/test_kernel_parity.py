@@ -99,11 +99,11 @@ def test_matmul(impl, qtype):
 
 # Formats whose prompt products run as register tiles (cpp/vec_dot.h TileQ8) on SIMD tables: the
 # same integer sums, added in another order than the one-row decode dot.
-TILED = {GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.F32, GGMLType.F16, GGMLType.BF16}
+TILED = {GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q4_K, GGMLType.F32, GGMLType.F16, GGMLType.BF16}
 
 
-@pytest.mark.parametrize("qtype", [GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K,
-                                   GGMLType.Q6_K], ids=lambda q: q.name)
+@pytest.mark.parametrize("qtype", [GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1,
+                                   GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda q: q.name)
 def test_matmul_batch_rows_equal_single_rows(impl, qtype):
     """Row t of a T-row product equals the product of x[t] alone (prefill == decode): bit for bit,
     or to float32 summation (1e-6 of sum |w x|) where a SIMD table tiles the prompt product."""
