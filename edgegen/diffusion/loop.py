@@ -42,14 +42,6 @@ def guide(uncond: np.ndarray, cond: np.ndarray, scale: float) -> np.ndarray:
     return uncond + scale * (cond - uncond)
 
 
-def guided_update_numpy(x, uncond, cond, scale, cx, cout, noise, cnoise) -> np.ndarray:
-    """The fused step's NumPy form (float32 out); kernels/diffusion_ref.py holds the kernel's reference."""
-    out = cx * x + cout * (uncond + scale * (cond - uncond))
-    if noise is not None:
-        out = out + cnoise * noise
-    return out.astype(np.float32)
-
-
 def denoise(denoiser: Denoiser, scheduler, latents: np.ndarray, *, cond: Any = None, uncond: Any = None,
             guidance_scale: float = 1.0, rng: np.random.Generator | None = None,
             fused: GuidedUpdate | None = None) -> Iterator[DenoiseStep]:
