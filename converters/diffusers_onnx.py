@@ -52,6 +52,7 @@ from edgegen.backends.onnxruntime import MANIFEST_FILE, MODEL_FILE
 from edgegen.diffusion.onnx_components import (CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, IO_NAMES, LAYOUTS,
                                                UNET_CLASS_INPUT, UNET_TEXT_INPUT)
 from edgegen.errors import ConversionError
+from edgegen.jsonfile import read_json_object
 
 from .onnx_export import _log, _move_into_place, _require, _version, to_fp16
 
@@ -89,24 +90,12 @@ class DiffusersOnnxExportReport:
         return f"{self.output}: {self.layout}, ONNX {self.quant} ({parts}), exported in {self.seconds:.1f} s"
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConversionError(f"{path}: file not found ({what})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConversionError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
 def _check_component(src: Path, name: str, expected_class: str) -> None:
     folder = src / name
     if not folder.is_dir():
         raise ConversionError(f"{folder}: component folder '{name}' not found (a {expected_class} with "
                               f"{CONFIG_FILE} and *.safetensors)")
-    config = _read_json(folder / CONFIG_FILE, f"the {name} component's config")
+    config = read_json_object(folder / CONFIG_FILE, ConversionError, f"the {name} component's config")
     found = config.get("_class_name") or (config.get("architectures") or [None])[0]
     if found != expected_class:
         raise ConversionError(f"{folder / CONFIG_FILE}: expected a {expected_class}, found {found!r}")
@@ -120,7 +109,7 @@ def inspect_diffusers_folder(src: str | os.PathLike) -> str:
     src = Path(src)
     if not src.is_dir():
         raise ConversionError(f"{src}: not a folder (expected a diffusers folder with {INDEX_FILE})")
-    index = _read_json(src / INDEX_FILE, "a diffusers pipeline folder has one")
+    index = read_json_object(src / INDEX_FILE, ConversionError, "a diffusers pipeline folder has one")
     unet_class = (index.get("unet") or [None, None])[1]
     if index.get("_class_name") == "StableDiffusionPipeline" or "text_encoder" in index or "vae" in index:
         layout, sources = "stable-diffusion", SD_SOURCES

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgegen.constants import Arch
 from edgegen.errors import ConversionError
+from edgegen.jsonfile import read_json_object
 
 from .tensor_names import ARCHITECTURES
 
@@ -38,16 +39,7 @@ _DTYPES: dict[str, np.dtype] = {
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``, or ConversionError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConversionError(f"{path}: file not found") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConversionError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
+    return read_json_object(path, ConversionError)
 
 def _field(cfg: dict[str, Any], path: Path, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     value = cfg.get(key, default)

@@ -32,6 +32,7 @@ import numpy as np
 
 from edgegen.backends.onnxruntime import MANIFEST_FILE, MODEL_FILE, _import_ort, read_manifest_header
 from edgegen.errors import ModelFileError, UsageError
+from edgegen.jsonfile import read_json_object
 
 __all__ = ["load_onnx_components", "is_onnx_diffusion_folder", "read_diffusion_manifest", "OnnxTextEncoder",
            "OnnxUNet", "OnnxVaeDecoder", "OnnxVaeEncoder", "FORMAT_NAME", "FORMAT_VERSION", "COMPONENTS",
@@ -86,16 +87,7 @@ def is_onnx_diffusion_folder(path: str | os.PathLike) -> bool:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: file not found (each component's config.json sits beside its "
-                             f"{MODEL_FILE})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: expected a JSON object, found {type(config).__name__}")
-    return config
+    return read_json_object(path, ModelFileError, f"each component's config.json sits beside its {MODEL_FILE}")
 
 
 def _field(config: dict, key: str, path: Path, optional: bool = False) -> int | None:
