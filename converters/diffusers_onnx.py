@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from edgegen.diffusion.onnx_components import (CONFIG_FILE, FORMAT_NAME, FORMAT_
 from edgegen.errors import ConversionError
 from edgegen.jsonfile import read_json_object
 
-from .onnx_export import _log, _move_into_place, _require, _version, to_fp16
+from .onnx_export import _log, _require, _version, build_atomically, to_fp16
 
 __all__ = ["export_diffusers_onnx", "DiffusersOnnxExportReport", "QUANTS", "inspect_diffusers_folder"]
 
@@ -345,17 +344,6 @@ def export_diffusers_onnx(src_dir: str | os.PathLike, out_dir: str | os.PathLike
     for module in ("torch", "onnx", "onnxruntime", "diffusers") + (("optimum.exporters.onnx",)
                                                                     if layout == "stable-diffusion" else ()):
         _require(module, "diffusers ONNX export")
-    if not out.parent.is_dir():
-        raise ConversionError(f"{out.parent}: output folder does not exist")
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_FILE).is_file())):
-        raise ConversionError(f"{out}: exists and is not an edgegen ONNX folder; remove it or choose another name")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        manifest = _build(src, tmp, layout, quant, progress)
-        os.chmod(tmp, 0o755)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    manifest = build_atomically(out, lambda tmp: _build(src, tmp, layout, quant, progress))
     sizes = {name: entry["size_bytes"] for name, entry in manifest["components"].items()}
     return DiffusersOnnxExportReport(out, layout, quant, sizes, time.perf_counter() - start)

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from typing import Callable, TypeVar
 from dataclasses import dataclass
 from importlib import metadata as pkg_metadata
 from pathlib import Path
@@ -56,6 +57,7 @@ QUANTS: dict[str, str] = {
 BLOCK_SIZES = (16, 32, 64, 128, 256)   # MatMulNBits block sizes: powers of two >= 16
 _KEPT_FILES = (CONFIG_FILE, "generation_config.json")   # optimum's copies, kept beside the model
 _MIB = 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,24 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
+def build_atomically(out: Path, build: Callable[[Path], T]) -> T:
+    """``build(tmp)`` writes an ONNX folder into a temporary folder beside ``out``, which then
+    replaces ``out`` (an empty folder or an earlier export); on any error or Ctrl-C nothing is left."""
+    if not out.parent.is_dir():
+        raise ConversionError(f"{out.parent}: output folder does not exist")
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_FILE).is_file())):
+        raise ConversionError(f"{out}: exists and is not an edgegen ONNX folder; remove it or choose another name")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        result = build(tmp)
+        os.chmod(tmp, 0o755)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
 def export_onnx(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, quant: str = "fp32", block_size: int = 32,
                 progress: bool = True) -> OnnxExportReport:
     """Export the HF checkpoint folder ``hf_dir`` (llama or qwen2) to the folder ``out_dir``:
@@ -233,18 +253,7 @@ def export_onnx(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, quant: st
     start = time.perf_counter()
     hf_dir, out = Path(hf_dir), Path(out_dir)
     cfg, tokenizer = _check_input(hf_dir, quant, block_size)
-    if not out.parent.is_dir():
-        raise ConversionError(f"{out.parent}: output folder does not exist")
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_FILE).is_file())):
-        raise ConversionError(f"{out}: exists and is not an edgegen ONNX folder; remove it or choose another name")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        _build(hf_dir, tmp, cfg, tokenizer, quant, block_size, progress)
-        os.chmod(tmp, 0o755)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    build_atomically(out, lambda tmp: _build(hf_dir, tmp, cfg, tokenizer, quant, block_size, progress))
     size = sum(p.stat().st_size for p in out.iterdir() if p.name.startswith(MODEL_FILE))
     return OnnxExportReport(out, MODEL_FILE, size, quant, block_size if quant == "int4" else None, cfg.arch.value,
                             time.perf_counter() - start)
