@@ -102,12 +102,23 @@ float dot_q4_1(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return hsum(_mm256_add_ps(acc0, acc1)) + (mins0 + mins1);
 }
 
+// Two blocks' packed nibbles (16 bytes at q0 and at q1) against paired activations: per int32
+// lane the sum of 8 unsigned-nibble x int8 products, lanes 0-3 block 0 and 4-7 block 1.
+inline __m256i nibble_pair_sums(const uint8_t* q0, const uint8_t* q1, const BlockQ8Pair& xp) {
+    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
+    const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(q1),
+                                               reinterpret_cast<const __m128i*>(q0));
+    const __m256i lo = _mm256_and_si256(packed, low4);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, kNibbleBits), low4);
+    const __m256i pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(xp.lo)),
+                                             _mm256_maddubs_epi16(hi, load256(xp.hi)));
+    return _mm256_madd_epi16(pairs16, _mm256_set1_epi16(1));
+}
+
 // Q4_1 decode rows, two blocks per register as dot_q4_0_pairs, with no offset: per lane
 // d_w*d_x * (its 4 products' sum); the mins term as [d0, m0, d1, m1] * [0, dx0*sum0, 0, dx1*sum1]
 // (BlockQ8Pair::dsum) in one 128-bit FMA.
 float dot_q4_1_pairs(const uint8_t* w, const BlockQ8Pair* x, int64_t n) {
-    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
-    const __m256i ones = _mm256_set1_epi16(1);
     const __m256i d_lanes = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
     __m256 acc = _mm256_setzero_ps();
     __m128 acc_m = _mm_setzero_ps();
@@ -115,13 +126,7 @@ float dot_q4_1_pairs(const uint8_t* w, const BlockQ8Pair* x, int64_t n) {
         const uint8_t* b0 = w + 2 * p * kQ4_1Bytes;
         const uint8_t* b1 = b0 + kQ4_1Bytes;
         const BlockQ8Pair& xp = x[p];
-        const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1 + 4),
-                                                   reinterpret_cast<const __m128i*>(b0 + 4));
-        const __m256i lo = _mm256_and_si256(packed, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, kNibbleBits), low4);
-        const __m256i pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(xp.lo)),
-                                                 _mm256_maddubs_epi16(hi, load256(xp.hi)));
-        const __m256i sums = _mm256_madd_epi16(pairs16, ones);
+        const __m256i sums = nibble_pair_sums(b0 + 4, b1 + 4, xp);
         uint32_t dm0, dm1;  // d, m of each block: its first 4 bytes
         std::memcpy(&dm0, b0, sizeof dm0);
         std::memcpy(&dm1, b1, sizeof dm1);
@@ -170,21 +175,13 @@ void tile_q4_1(const uint8_t* w, int64_t row_bytes, const BlockQ8* x, int64_t x_
 // nibbles (values 0..15 of each) and one shift + mask their high nibbles; the four int32 lanes
 // of each 128-bit half belong to one block, and their scales and offsets come per lane.
 float dot_q4_0_pairs(const uint8_t* w, const BlockQ8Pair* x, int64_t n) {
-    const __m256i low4 = _mm256_set1_epi8(kNibbleMask);
-    const __m256i ones = _mm256_set1_epi16(1);
     const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t p = 0; p < n / (2 * kQK); ++p) {
         const uint8_t* b0 = w + 2 * p * kQ4_0Bytes;
         const uint8_t* b1 = b0 + kQ4_0Bytes;
         const BlockQ8Pair& xp = x[p];
-        const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1 + 2),
-                                                   reinterpret_cast<const __m128i*>(b0 + 2));
-        const __m256i lo = _mm256_and_si256(packed, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, kNibbleBits), low4);
-        const __m256i pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(xp.lo)),
-                                                 _mm256_maddubs_epi16(hi, load256(xp.hi)));
-        const __m256i sums = _mm256_sub_epi32(_mm256_madd_epi16(pairs16, ones), load256(xp.sum2));
+        const __m256i sums = _mm256_sub_epi32(nibble_pair_sums(b0 + 2, b1 + 2, xp), load256(xp.sum2));
         // [d_w0 x4 | d_w1 x4] * [d_x0 x4 | d_x1 x4]
         uint16_t h0, h1;
         std::memcpy(&h0, b0, sizeof h0);

@@ -22,16 +22,20 @@ float dot_q8_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     return acc;
 }
 
+// sum_j (nibble_j - offset) * xq[j] over one 32-value block (low nibbles are values 0..15).
+int nibble_dot(const uint8_t* q, const int8_t* xq, int offset) {
+    int sum = 0;
+    for (int64_t j = 0; j < kQK / 2; ++j) {
+        sum += ((q[j] & kNibbleMask) - offset) * xq[j];
+        sum += ((q[j] >> kNibbleBits) - offset) * xq[j + kQK / 2];
+    }
+    return sum;
+}
+
 float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
     float acc = 0.0f;
     for (int64_t b = 0; b < n / kQK; ++b, w += kQ4_0Bytes) {
-        const uint8_t* q = w + 2;
-        const int8_t* xq = x[b].qs;
-        int sum = 0;
-        for (int64_t j = 0; j < kQK / 2; ++j) {
-            sum += ((q[j] & kNibbleMask) - kQ4Offset) * xq[j];
-            sum += ((q[j] >> kNibbleBits) - kQ4Offset) * xq[j + kQK / 2];
-        }
+        const int sum = nibble_dot(w + 2, x[b].qs, kQ4Offset);
         acc += f16_to_f32(load_u16(w)) * x[b].d * static_cast<float>(sum);
     }
     return acc;
@@ -41,13 +45,7 @@ float dot_q4_0(const uint8_t* w, const BlockQ8* x, int64_t n) {
 float dot_q4_1(const uint8_t* w, const BlockQ8* x, int64_t n) {
     float acc = 0.0f;
     for (int64_t b = 0; b < n / kQK; ++b, w += kQ4_1Bytes) {
-        const uint8_t* q = w + 4;
-        const int8_t* xq = x[b].qs;
-        int sum = 0;
-        for (int64_t j = 0; j < kQK / 2; ++j) {
-            sum += (q[j] & kNibbleMask) * xq[j];
-            sum += (q[j] >> kNibbleBits) * xq[j + kQK / 2];
-        }
+        const int sum = nibble_dot(w + 4, x[b].qs, 0);
         // two adds, not a*b + c*d (contraction may fuse either product): scalar and NEON agree bit for bit
         acc += f16_to_f32(load_u16(w)) * x[b].d * static_cast<float>(sum);
         acc += f16_to_f32(load_u16(w + 2)) * x[b].d * static_cast<float>(x[b].sum);
