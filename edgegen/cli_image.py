@@ -11,7 +11,6 @@ Glue only (parse, call edgegen.diffusion.pipeline, print); edgegen/cli.py regist
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -19,6 +18,7 @@ import warnings
 
 import edgegen
 from edgegen.errors import ModelFileError, UsageError
+from edgegen.jsonfile import read_json_object
 
 BACKENDS = ("native", "onnxruntime", "torch")   # edgegen.diffusion.pipeline.LOADERS (not imported: numpy-free parse)
 SIZE = re.compile(r"^(\d+)[xX](\d+)$")
@@ -110,12 +110,7 @@ def model_defaults(folder: str) -> dict:
     path = Path(folder) / MODEL_DEFAULTS_FILE
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: expected JSON (the model's default settings), found a malformed file: {e}") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{path}: expected an object like {{\"steps\": 25, \"guidance\": 2.0}}, found {data!r}")
+    data = read_json_object(path, ModelFileError)
     for key, value in data.items():
         kinds = DEFAULT_TYPES.get(key)
         if kinds is None or isinstance(value, bool) or not isinstance(value, kinds):
