@@ -2,8 +2,9 @@
 
 Without MODEL, the bundled digits model (edgegen/data/digits, docs/models/digits.md) draws the
 digit PROMPT names ("0".."9"). A model folder may hold ``edgegen.json``, e.g.
-``{"steps": 25, "guidance": 2.0}``: the steps and guidance it was tuned for, used where the user
-passes no --steps / --guidance (otherwise 20 and 7.5).
+``{"steps": 25, "guidance": 2.0, "upscale": 8}``: the steps and guidance it was tuned for and how
+many times to enlarge its (small) images in the PNG, used where the user passes no --steps /
+--guidance / --upscale (otherwise 20, 7.5 and 1).
 
 Glue only (parse, call edgegen.diffusion.pipeline, print); edgegen/cli.py registers it with
 ``add_image_parser(sub)`` and ``COMMANDS["image"] = cmd_image``.
@@ -24,8 +25,9 @@ BACKENDS = ("native", "onnxruntime", "torch")   # edgegen.diffusion.pipeline.LOA
 SIZE = re.compile(r"^(\d+)[xX](\d+)$")
 BUNDLED_MODEL = "digits"                        # edgegen/data/digits: the model used when MODEL is left out
 MODEL_DEFAULTS_FILE = "edgegen.json"            # optional per-model defaults in a model folder
-DEFAULTS = {"steps": 20, "guidance": 7.5}       # where neither the user nor the model says
-DEFAULT_TYPES = {"steps": int, "guidance": (int, float)}
+DEFAULTS = {"steps": 20, "guidance": 7.5, "upscale": 1}   # where neither the user nor the model says
+DEFAULT_TYPES = {"steps": int, "guidance": (int, float), "upscale": int}
+MAX_UPSCALE = 16
 
 
 def add_image_parser(sub) -> argparse.ArgumentParser:
@@ -45,6 +47,9 @@ def add_image_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0): the same seed gives the same image")
     p.add_argument("--size", default=None, metavar="WxH", help="image size, e.g. 512x512 (default: the model's; "
                    "with --init-image, the image's)")
+    p.add_argument("--upscale", type=int, default=None, metavar="N",
+                   help=f"enlarge the saved PNG N times (Lanczos), 1-{MAX_UPSCALE} (default: the model's edgegen.json, "
+                   "else 1; the bundled 16x16 digits model uses 8)")
     p.add_argument("--negative", default="", help="negative prompt (what to steer away from)")
     p.add_argument("--init-image", default=None, metavar="PNG", help="start from this image (image-to-image)")
     p.add_argument("--strength", type=float, default=0.8,
@@ -105,7 +110,7 @@ def bundled_model() -> str:
 
 
 def model_defaults(folder: str) -> dict:
-    """{"steps": int, "guidance": float} from the folder's edgegen.json where it has one (else {})."""
+    """{"steps": int, "guidance": float, "upscale": int} from the folder's edgegen.json where it has one (else {})."""
     from pathlib import Path
     path = Path(folder) / MODEL_DEFAULTS_FILE
     if not path.is_file():
@@ -128,6 +133,18 @@ def _resolve(a: argparse.Namespace) -> None:
     for key in DEFAULTS:
         if getattr(a, key) is None:
             setattr(a, key, type(DEFAULTS[key])(own.get(key, DEFAULTS[key])))
+    if not 1 <= a.upscale <= MAX_UPSCALE:
+        raise UsageError(f"--upscale: expected a whole number from 1 to {MAX_UPSCALE}, found {a.upscale}")
+
+
+def enlarge(image, factor: int):
+    """uint8 (H, W, 3) -> (H * factor, W * factor, 3), Lanczos-resampled by Pillow."""
+    import numpy as np
+    from edgegen.diffusion.png import pil_image, to_pil
+    if factor == 1:
+        return image
+    h, w = image.shape[:2]
+    return np.asarray(to_pil(image).resize((w * factor, h * factor), pil_image().Resampling.LANCZOS))
 
 
 def cmd_image(a: argparse.Namespace) -> None:
@@ -160,7 +177,9 @@ def cmd_image(a: argparse.Namespace) -> None:
             "software": f"edgegen {edgegen.__version__}"}
     if init is not None:
         meta["strength"] = f"{a.strength:g}"
-    path = save_png(image, a.output, meta)
+    if a.upscale > 1:
+        meta["upscale"] = str(a.upscale)
+    path = save_png(enlarge(image, a.upscale), a.output, meta)
     print(path)
     decoder = "VAE decode" if pipe.vae_decoder is not None else "to image"
     print(f"[{last.total} steps, {denoise_s / last.total:.3f} s/step | {decoder} {decode_s:.2f} s | "

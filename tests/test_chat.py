@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgegen.chat import FALLBACK_TEMPLATE, chat_template_for, render_chat
-from edgegen.cli import default_model
+from demo_model import demo_model
 from edgegen.errors import ChatTemplateError, UsageError
 from edgegen.gguf_file import GGUFFile
 
@@ -81,7 +81,7 @@ TOOL_SPECS = [{"type": "function", "function": {"name": "weather", "description"
 # --- the bundled model --------------------------------------------------------------------------
 
 def test_demo_model_template_renders_two_turns():
-    template = chat_template_for(GGUFFile.open(default_model()).metadata)
+    template = chat_template_for(GGUFFile.open(demo_model()).metadata)
     assert "<|im_start|>" in template and template != FALLBACK_TEMPLATE
     assert render_chat(template, TWO_TURNS) == (
         "<|im_start|>system\nYou are terse.<|im_end|>\n"

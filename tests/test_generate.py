@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import edgegen
-from edgegen.cli import default_model
+from demo_model import demo_model
 from edgegen.errors import ContextLengthError, GrammarError, UsageError
 from edgegen.generate import NO_TOKEN, GenerateOptions, Stream, log_softmax_at
 from edgegen.sampling import SamplingParams
@@ -139,7 +139,7 @@ def test_prompt_cache_reuse_evaluates_only_the_new_suffix():
 
 @pytest.fixture(scope="module")
 def model():
-    return edgegen.load(default_model(), threads=2)
+    return edgegen.load(demo_model(), threads=2)
 
 
 def test_same_seed_same_tokens_and_different_seeds_differ(model):

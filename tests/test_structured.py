@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from edgegen.cli import default_model
+from demo_model import demo_model
 from edgegen.errors import GrammarError
 from edgegen.structured import Constraint, _ll_tokenizer
 from edgegen.tokenizer import Tokenizer
@@ -77,7 +77,7 @@ GREETING_RE = r"(hello|hi|good day) [A-Z][a-z]{1,6}(, [A-Z][a-z]{1,6}){0,2}!"
 
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
-    return Tokenizer.from_gguf(default_model())
+    return Tokenizer.from_gguf(demo_model())
 
 
 def _sample(c: Constraint, tok: Tokenizer, seed: int, check_prefix=None) -> tuple[bytes, bool]:
@@ -231,7 +231,7 @@ def test_invalid_regex_and_grammar(tok):
 # --- the cached llguidance tokenizer ------------------------------------------------------------
 
 def test_ll_tokenizer_is_built_once_and_shared_by_threads():
-    fresh = Tokenizer.from_gguf(default_model())
+    fresh = Tokenizer.from_gguf(demo_model())
     built, outputs = [], {}
 
     def worker(seed: int) -> None:
@@ -255,7 +255,7 @@ def test_ll_tokenizer_cache_lets_the_tokenizer_go():
     import gc
     import weakref
     from edgegen.structured import _ll_cache
-    fresh = Tokenizer.from_gguf(default_model())
+    fresh = Tokenizer.from_gguf(demo_model())
     c = Constraint.regex("[a-z]+", fresh)
     assert fresh in _ll_cache
     ref = weakref.ref(fresh)

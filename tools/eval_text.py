@@ -2,16 +2,16 @@
 
     python tools/eval_text.py --model /tmp/text-model            # writes /tmp/text-model/eval.json
 
-1. Held-out perplexity: the held-out quotes (held-out.txt, never trained on) are tokenized with
+1. Held-out perplexity: the held-out chapters (held-out.txt, never trained on) are tokenized with
    the model's own tokenizer.json (edgegen's GGUF tokenizer is checked to agree), packed as
-   EOT q1 EOT q2 EOT ... and cut into non-overlapping windows of ``--ctx`` tokens; each window
+   EOT c1 EOT c2 EOT ... and cut into non-overlapping windows of ``--ctx`` tokens; each window
    is run teacher-forced through ``model.logits(ids)`` of the Q8_0 GGUF, and every token after a
    window's first is scored. Perplexity = exp(mean negative log-likelihood).
 2. Unigram baseline on the same scored tokens: token frequencies of the packed training split
-   (hf/ tokenizer, training quotes re-derived with the same seed), add-one smoothing over the
+   (hf/ tokenizer, training chapters re-derived with the same seed), add-one smoothing over the
    vocabulary.
 3. Samples: greedy and sampled (temperature 0.8, top-k 40, seeds 0 and 1) continuations of a
-   few prompts, each prompt preceded by EOT as every training quote is.
+   few prompts, each prompt preceded by EOT as every training chapter is.
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_text import EOT, read_quotes, split_quotes  # noqa: E402
+from train_text import EOT, find_kjv, read_chapters, split_docs  # noqa: E402
 
-PROMPTS = ["Once upon a time", "The secret of life is", "A wise man", "Computers are"]
+PROMPTS = ["Once upon a time", "In the beginning", "And the king said", "Blessed are the"]
 
 
 def packed_ids(tok, texts: list[str]) -> np.ndarray:
@@ -88,7 +88,7 @@ def main() -> None:
     record = json.loads((root / "train_record.json").read_text())
     tok = Tokenizer.from_file(str(root / "hf" / "tokenizer.json"))
     held = (root / "held-out.txt").read_text(encoding="utf-8").rstrip("\n").split("\n%\n")
-    train_q, held_check = split_quotes(read_quotes(), record["recipe"]["seed"])
+    train_q, held_check = split_docs(read_chapters(find_kjv(record["recipe"].get("kjv"))), record["recipe"]["seed"])
     assert held_check == held, "held-out.txt does not match the split re-derived from the recipe's seed"
     model = edgegen.load(root / args.gguf, threads=args.threads)
     for text in held[:50]:
@@ -97,7 +97,7 @@ def main() -> None:
     t0 = time.time()
     nll, targets = model_nll(model, packed_ids(tok, held), args.ctx)
     uni = unigram_nll(packed_ids(tok, train_q), targets, tok.get_vocab_size())
-    result = {"held_out_quotes": len(held), "scored_tokens": int(len(targets)),
+    result = {"held_out_chapters": len(held), "scored_tokens": int(len(targets)),
               "model_ppl": math.exp(nll.mean()), "model_nll": float(nll.mean()),
               "unigram_ppl": math.exp(uni.mean()), "unigram_nll": float(uni.mean()),
               "eval_seconds": round(time.time() - t0, 1)}

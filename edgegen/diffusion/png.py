@@ -16,7 +16,7 @@ from edgegen.errors import MissingDependencyError, UsageError
 
 INSTALL = "pip install --force-reinstall edgegen  (Pillow is a dependency)"
 # the keys the CLI writes, in this order (others follow, sorted)
-METADATA_KEYS = ("prompt", "negative_prompt", "seed", "steps", "scheduler", "guidance", "size", "strength",
+METADATA_KEYS = ("prompt", "negative_prompt", "seed", "steps", "scheduler", "guidance", "size", "upscale", "strength",
                  "model", "backend", "software")
 
 

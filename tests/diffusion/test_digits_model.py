@@ -64,10 +64,31 @@ def test_cli_draws_a_digit_with_the_bundled_model(tmp_path, capsys):
     assert cli.main(["image", "7", "-o", str(out), "--quiet", "--threads", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     with Image.open(out) as im:
-        assert im.size == (16, 16) and im.mode == "RGB"
+        assert im.size == (128, 128) and im.mode == "RGB"   # 16x16, enlarged 8x as the model's edgegen.json asks
     text = read_png_text(out)
-    assert (text["model"], text["prompt"], text["steps"], text["guidance"], text["scheduler"]) == \
-        ("digits", "7", "25", "2", "ddim")
+    assert (text["model"], text["prompt"], text["steps"], text["guidance"], text["scheduler"], text["size"],
+            text["upscale"]) == ("digits", "7", "25", "2", "ddim", "16x16", "8")
+
+
+def test_upscale_flag_and_its_bounds(tmp_path, capsys):
+    from PIL import Image
+    from edgegen import cli
+    out = tmp_path / "one.png"
+    assert cli.main(["image", "1", "-o", str(out), "--quiet", "--steps", "2", "--upscale", "1"]) == 0
+    with Image.open(out) as im:
+        small = np.asarray(im)
+    assert small.shape == (16, 16, 3)
+    out3 = tmp_path / "one3.png"
+    assert cli.main(["image", "1", "-o", str(out3), "--quiet", "--steps", "2", "--upscale", "3"]) == 0
+    with Image.open(out3) as im:
+        big = np.asarray(im).astype(np.float32)
+    assert big.shape == (48, 48, 3)
+    # the enlarged image is the small one resampled: its 3x3 block means stay close to the small pixels
+    means = big.reshape(16, 3, 16, 3, 3).mean(axis=(1, 3))
+    assert np.abs(means - small).mean() < 12.0
+    capsys.readouterr()
+    assert cli.main(["image", "1", "-o", str(tmp_path / "x.png"), "--upscale", "0"]) == 1
+    assert "--upscale" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
 
 
 def test_cli_flags_override_the_model_defaults(tmp_path, model_dir):
