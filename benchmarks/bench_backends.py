@@ -10,16 +10,17 @@ then the process's peak resident set (VmHWM). Cases: native F16 / Q8_0 / Q4_0, o
 fp32 / int8 / int4 (exported once by ``edgegen convert --to onnx`` into the model cache) and
 llama.cpp Q8_0. Size on disk: the GGUF file, or every file of the ONNX folder. Excluded: load,
 KV-cache allocation, tokenization, sampling. Runs alternate nothing (one process per case), so
-compare within one run on a quiet machine.
+compare within one run on a quiet machine. Each case is edgegen.bench's child process (the one
+``edgegen bench`` runs), so the timing loop exists once.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from edgegen.bench import spawn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
@@ -27,25 +28,19 @@ import models  # noqa: E402
 CASES = [("native", "f16"), ("native", "q8_0"), ("native", "q4_0"),
          ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "int4"), ("llama.cpp", "q8_0")]
 
-CHILD = r"""
-import json, sys, time
-import numpy as np
-import edgegen
-path, backend, threads, n_prompt, n_decode, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-model = edgegen.load(path, backend=backend, threads=threads, n_ctx=n_prompt + n_decode + 8)
-prompt = np.random.default_rng(0).integers(0, model.tokenizer.vocab_size, n_prompt).tolist()
-pp, tg = [], []
-for rep in range(reps + 1):
-    s = model.new_session()
-    t0 = time.perf_counter(); logits = s.eval(prompt); t1 = time.perf_counter()
-    for _ in range(n_decode):
-        logits = s.eval([int(np.argmax(logits))])
-    t2 = time.perf_counter()
-    if rep:
-        pp.append(n_prompt / (t1 - t0)); tg.append(n_decode / (t2 - t1))
-hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"pp": pp, "tg": tg, "rss_kib": int(hwm.split()[1])}))
-"""
+
+
+def measure(backend: str, path: Path, args) -> dict:
+    """One fresh process (edgegen.bench's child, as ``edgegen bench`` runs it): pp and tg results or an error."""
+    job = dict(kind="text", backend=backend, model=str(path), threads=[args.threads], reps=args.reps,
+               tests=[(args.prompt, 0, 0), (0, args.decode, 0)], group=0, label=path.name)
+    found = {"results": []}
+    for event in spawn.run_child(job):
+        if "error" in event:
+            return {"error": event["error"]}
+        if "result" in event:
+            found["results"].append(event["result"])
+    return found
 
 
 def artifact(backend: str, quant: str, shape, cache: Path) -> Path:
@@ -80,18 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|")
     for backend, quant in CASES:
         path = artifact(backend, quant, shape, args.cache_dir)
-        r = subprocess.run([sys.executable, "-c", CHILD, str(path), backend, str(args.threads), str(args.prompt),
-                            str(args.decode), str(args.reps)], capture_output=True, text=True)
-        if r.returncode:
-            print(f"| {backend} | {quant} | failed: {r.stderr.strip().splitlines()[-1]} |||||")
+        res = measure(backend, path, args)
+        if "error" in res:
+            print(f"| {backend} | {quant} | failed: {res['error']} |||||")
             continue
-        res = json.loads(r.stdout.strip().splitlines()[-1])
-        sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
-        row = dict(backend=backend, format=quant, disk_mib=disk_mib(path), pp=res["pp"], tg=res["tg"],
-                   rss_mib=res["rss_kib"] / 1024)
+        pp, tg = res["results"]
+        row = dict(backend=backend, format=quant, disk_mib=disk_mib(path), pp=pp["samples_ts"], tg=tg["samples_ts"],
+                   rss_mib=max(pp["peak_rss_mib"], tg["peak_rss_mib"]))
         rows.append(row)
-        print(f"| {backend} | {quant} | {row['disk_mib']:.1f} | {statistics.mean(res['pp']):.1f} ± {sd(res['pp']):.1f} | "
-              f"{statistics.mean(res['tg']):.1f} ± {sd(res['tg']):.1f} | {row['rss_mib']:.0f} |", flush=True)
+        print(f"| {backend} | {quant} | {row['disk_mib']:.1f} | {pp['avg_ts']:.1f} ± {pp['stddev_ts']:.1f} | "
+              f"{tg['avg_ts']:.1f} ± {tg['stddev_ts']:.1f} | {row['rss_mib']:.0f} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -18,39 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from edgegen.bench import spawn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import diffusion_models as dm  # noqa: E402
 
 BACKENDS = ("native", "onnxruntime", "torch")
-
-CHILD = r"""
-import json, sys, time
-import numpy as np
-folder, backend, threads, steps, latent = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-from edgegen.diffusion.pipeline import load_pipeline
-t0 = time.perf_counter()
-pipe = load_pipeline(folder, backend=backend, threads=threads)
-load_s = time.perf_counter() - t0
-size = latent * pipe.scale_factor
-t0 = time.perf_counter()
-run = pipe.steps("a photo of a cat", negative_prompt="", steps=steps, scheduler="euler", guidance_scale=7.5,
-                 seed=0, width=size, height=size)
-times, last, t1 = [], None, time.perf_counter()
-encode_s = t1 - t0
-for last in run:
-    t2 = time.perf_counter(); times.append(t2 - t1); t1 = t2
-t0 = time.perf_counter()
-image = pipe.decode(last.latents)
-decode_s = time.perf_counter() - t0
-hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"first": times[0], "steps": times[1:], "load": load_s, "encode": encode_s, "decode": decode_s,
-                  "rss_kib": int(hwm.split()[1]), "image_std": float(image.std())}))
-"""
-
 
 def onnx_folder(shape: dm.UNetShape, cache_dir: Path) -> Path:
     src = dm.build_sd(shape, cache_dir)
@@ -62,12 +38,19 @@ def onnx_folder(shape: dm.UNetShape, cache_dir: Path) -> Path:
 
 
 def run_case(folder: Path, backend: str, threads: int, reps: int, latent: int) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(folder), backend, str(threads), str(reps + 1), str(latent)],
-                       capture_output=True, text=True)
-    if r.returncode:
-        lines = r.stderr.strip().splitlines() or ["no output"]
-        return {"error": lines[-1]}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    """One image of ``reps + 1`` steps in a fresh process (edgegen.bench's child, as ``edgegen bench``
+    runs it); the first step apart, as a warm-up."""
+    job = dict(kind="image", backend=backend, model=str(folder), threads=[threads], reps=1, no_warmup=True,
+               steps=reps + 1, size=[latent * dm.VAE_FACTOR] * 2, group=0, label=folder.name)
+    for event in spawn.run_child(job):
+        if "error" in event:
+            return {"error": event["error"]}
+        if "result" in event:
+            r = event["result"]
+            steps = r["samples_step_s"]
+            return {"first": steps[0], "steps": steps[1:], "load": r["load_s"], "encode": r["encode_s"],
+                    "decode": r["decode_s"], "rss_kib": r["peak_rss_mib"] * 1024}
+    return {"error": "no result"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,8 @@ Excluded from the timings: model building/conversion, loading, KV-cache allocati
 Included: the Python call into each engine and ``np.argmax`` over the logits per decoded token.
 GB/s = bytes one decode step reads (traffic.py: weights + KV cache at the mean position) x tg t/s;
 % of BW compares it with this machine's read bandwidth measured (bandwidth.py) at that thread count.
+The runners, the greedy loop, the traffic count and the bandwidth probe are edgegen.bench's (the
+``edgegen bench`` command); this script adds the agreement check and the cold-start table.
 """
 from __future__ import annotations
 
@@ -102,7 +104,7 @@ def new_case(shape, quant: str, path: Path, threads: int, engine: str, args, bw:
     past = traffic.mean_past(args.prompt, args.decode)
     return report.Case(model=shape.name, quant=quant, file_mib=tr.file_bytes / report.MIB, threads=threads,
                        engine=engine, n_prompt=args.prompt, n_decode=args.decode,
-                       bytes_per_token=tr.bytes_per_token(engine, past), kv_bytes_per_token=tr.kv_bytes(engine, past),
+                       bytes_per_token=tr.bytes_per_token(past), kv_bytes_per_token=tr.kv_bytes(past),
                        bandwidth_gbps=bw)
 
 
@@ -132,18 +134,20 @@ def agreement(shape, quant: str, threads: int, path: Path, prompt: list[int],
 
 def startups(shape, quant: str, path: Path, args, tr) -> list[report.Startup]:
     """Cold start and peak RSS of each engine at the largest thread count, in fresh processes."""
-    threads, n_ctx = max(args.threads), args.prompt + args.decode
+    threads = max(args.threads)
+    n_ctx = max(args.prompt + args.decode, len(startup.PROMPT) + startup.N_DECODE)   # the start-up run's own tokens
     rows = []
     for engine in args.engines:
         first, rss = startup.measure(engine, path, threads, n_ctx)
-        rows.append(report.Startup(shape.name, quant, engine, threads, first, rss, tr.file_bytes, tr.kv_bytes(engine, n_ctx)))
+        rows.append(report.Startup(shape.name, quant, engine, threads, first, rss, tr[engine].file_bytes,
+                                   tr[engine].kv_bytes(n_ctx)))
         _log(f"{shape.name} {quant} {engine}: first token after {first:.2f} s, peak RSS {rss / report.MIB:.0f} MiB")
     return rows
 
 
 def bench_file(shape, quant: str, args, bw: dict[int, float]) -> tuple[list, list, list]:
     path = models.build_gguf(shape, quant, args.cache_dir, rebuild=args.rebuild, log=_log)
-    tr = traffic.decode_traffic(path)
+    tr = {engine: traffic.decode_traffic(path, engine) for engine in args.engines}
     prompt = engines.random_prompt(shape.vocab, args.prompt, engines.PROMPT_SEED)
     cases, agreements = [], []
     for threads in args.threads:
@@ -154,7 +158,8 @@ def bench_file(shape, quant: str, args, bw: dict[int, float]) -> tuple[list, lis
             for r in runners:
                 r.close()
         for engine in args.engines:
-            case = fill_case(new_case(shape, quant, path, threads, engine, args, bw[threads], tr), results[engine])
+            case = fill_case(new_case(shape, quant, path, threads, engine, args, bw[threads], tr[engine]),
+                             results[engine])
             _log(f"{shape.name} {quant} {threads}t {engine}: pp {report.mean_sd(case.pp_tps)} t/s, "
                  f"tg {report.mean_sd(case.tg_tps)} t/s")
             cases.append(case)

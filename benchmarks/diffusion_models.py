@@ -23,6 +23,7 @@ TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".models"
 SEED = 0
+VAE_FACTOR = 8               # image side / latent side: SD's VAE halves the side 3 times
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Two engines behind one tiny interface, timed by one shared loop.
+"""Two engines behind one tiny interface, timed by one shared loop (the runners and the greedy loop
+are edgegen.bench's, which ``edgegen bench`` uses too; the agreement check is the scripts' own).
 
     runner = EdgegenRunner(path, threads=2, n_ctx=256)   # or LlamaCppRunner(...)
     result = run_once(runner, prompt_ids, n_decode=64)
@@ -22,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-MS = 1e3
+from edgegen.bench import runners
+from edgegen.bench.runners import LLAMA_N_BATCH, random_prompt
+from edgegen.bench.text import greedy
+
+__all__ = ["random_prompt", "LLAMA_N_BATCH"]    # the scripts' names for what edgegen.bench holds
 DEFAULT_PROMPT = 128      # tokens prefilled in one call (pp); llama-bench's default is 512
 DEFAULT_DECODE = 64       # tokens decoded one at a time (tg)
 PROMPT_SEED = 0
-LLAMA_N_BATCH = 512       # llama.cpp's batch and micro-batch: the whole prompt in one llama_decode
 EDGEGEN, LLAMA_CPP = "edgegen", "llama.cpp"
 
 
@@ -40,74 +44,22 @@ class RunResult:
     engine_decode_s: float | None
 
 
-class EdgegenRunner:
+class EdgegenRunner(runners.EdgegenRunner):
+    """edgegen's native backend (edgegen.bench.runners), named as the scripts name it."""
     name = EDGEGEN
 
-    def __init__(self, path: Path, threads: int, n_ctx: int, kernels: str = "cpp"):
-        import edgegen
-        self.model = edgegen.load(path, threads=threads, kernels=kernels, n_ctx=n_ctx)
-        self.vocab = self.model.config.vocab_size
-        self.session = self.model.new_session()
-        self._engine_s: list[float] = []    # time inside the C++ forward, per eval call
-
-    def reset(self) -> None:
-        self.session = self.model.new_session()      # a fresh KV cache, allocated outside the timing
-        self._engine_s = []
-
-    def eval(self, ids) -> np.ndarray:
-        logits = self.session.eval(ids)
-        if self.session.last_forward_seconds is not None:
-            self._engine_s.append(self.session.last_forward_seconds)
-        return logits
-
-    def perf(self) -> tuple[float | None, float | None]:
-        """Seconds inside the C++ forward: the prefill call, and the decode calls together."""
-        if not self._engine_s:
-            return None, None
-        return self._engine_s[0], sum(self._engine_s[1:])
-
-    def close(self) -> None:
-        pass
+    def __init__(self, path: Path, threads: int, n_ctx: int):
+        super().__init__("native", path, threads, n_ctx)
 
 
-class LlamaCppRunner:
-    """llama-cpp-python's low-level path: ``Llama.eval`` (llama_decode on a batch whose last token
-    outputs logits) and ``llama_get_logits_ith(ctx, -1)``; ``Llama.scores`` is only filled
-    with ``logits_all=True``, which would compute logits for every prompt token."""
+class LlamaCppRunner(runners.LlamaCppRunner):
+    """llama.cpp through llama-cpp-python directly (edgegen.bench.runners)."""
     name = LLAMA_CPP
-
-    def __init__(self, path: Path, threads: int, n_ctx: int, n_batch: int):
-        import llama_cpp
-        self._lib = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=str(path), n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
-                                   n_batch=n_batch, n_ubatch=n_batch, verbose=False)
-        self.vocab = self.llm.n_vocab()
-
-    def reset(self) -> None:
-        self.llm.reset()             # the next eval also removes the cached positions
-        self._lib.llama_perf_context_reset(self.llm.ctx)
-
-    def eval(self, ids) -> np.ndarray:
-        self.llm.eval(ids)
-        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.vocab,))
-
-    def perf(self) -> tuple[float | None, float | None]:
-        data = self._lib.llama_perf_context(self.llm.ctx)
-        return data.t_p_eval_ms / MS, data.t_eval_ms / MS
-
-    def close(self) -> None:
-        self.llm.close()
 
 
 def greedy_decode(runner, logits: np.ndarray, n_decode: int) -> tuple[int, ...]:
     """``n_decode`` greedy tokens, the first from ``logits`` (those of the last prompt token)."""
-    tokens = []
-    for _ in range(n_decode):
-        tok = int(np.argmax(logits))
-        tokens.append(tok)
-        logits = runner.eval([tok])
-    return tuple(tokens)
+    return tuple(greedy(runner, logits, n_decode))
 
 
 def run_once(runner, prompt: list[int], n_decode: int) -> RunResult:
@@ -161,8 +113,3 @@ def open_runner(engine: str, path: Path, threads: int, n_ctx: int):
     if engine == LLAMA_CPP:
         return LlamaCppRunner(path, threads=threads, n_ctx=n_ctx, n_batch=LLAMA_N_BATCH)
     raise ValueError(f"engine must be {EDGEGEN!r} or {LLAMA_CPP!r}, found {engine!r}")
-
-
-def random_prompt(vocab: int, n: int, seed: int) -> list[int]:
-    """``n`` token ids drawn uniformly from the vocabulary with a fixed seed."""
-    return np.random.default_rng(seed).integers(0, vocab, size=n).tolist()

@@ -6,13 +6,11 @@ of the bandwidth this machine measured at that thread count.
 """
 from __future__ import annotations
 
-import os
 import platform
 import statistics
-import subprocess
 from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
+
+from edgegen.bench import sysinfo
 
 GB = 1e9
 MB = 1e6
@@ -20,7 +18,6 @@ MIB = 1024 * 1024
 PEER = "llama.cpp"        # engines.LLAMA_CPP (report.py stays importable without the engines)
 OURS = "edgegen"          # engines.EDGEGEN
 PACKAGES = ("llama_cpp_python", "numpy", "numba", "gguf")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -113,50 +110,21 @@ def overhead_table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except FileNotFoundError:
-        pass                      # not Linux: fall back to what platform knows
-    return platform.processor() or platform.machine()
-
-
-def source_commit() -> str:
-    """The git commit of the tree being measured, "+dirty" when it has uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as e:
-        return f"unknown ({e})"
-    return head + ("+dirty" if dirty else "")
-
-
 def versions() -> dict[str, str]:
-    import edgegen
-    found = {"edgegen": f"{edgegen.__version__} ({source_commit()})"}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
+    found = sysinfo.versions(PACKAGES)
+    found["edgegen"] += f" ({sysinfo.source_commit()})"
     return found
 
 
 def machine(bandwidth: dict[int, float]) -> dict:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
+    return {"cpu": sysinfo.cpu_model(), "cores": sysinfo.cores(), "cpu_flags": sysinfo.cpu_flags(), "python": platform.python_version(),
             "bandwidth_gbps": {str(t): round(b, 2) for t, b in bandwidth.items()}, "versions": versions()}
 
 
 def machine_text(m: dict) -> str:
     bw = ", ".join(f"{t} thread(s) {b:.1f} GB/s" for t, b in m["bandwidth_gbps"].items())
     vers = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    return f"CPU: {m['cpu']}, {m['cores']} cores; measured read bandwidth: {bw}\nPython {m['python']}; {vers}"
+    return f"CPU: {m['cpu']}, {m['cores']} cores ({' '.join(m['cpu_flags'])}); measured read bandwidth: {bw}\nPython {m['python']}; {vers}"
 
 
 @dataclass(frozen=True)

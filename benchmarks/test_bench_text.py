@@ -80,8 +80,8 @@ def test_decode(benchmark, runner, token_check, prompt_for, read_bandwidth, gguf
     assert check.worst_gap <= GAP_FACTOR * LOGIT_TOLERANCE[quant], \
         f"{engine} chose a token {check.worst_gap:.2e} (relative) below llama.cpp's best (rank {check.worst_rank})"
     tps = DECODE_TOKENS / _mean_seconds(benchmark)
-    tr = traffic.decode_traffic(gguf_path(model, quant))
-    per_token = tr.bytes_per_token(engine, traffic.mean_past(PROMPT_TOKENS, DECODE_TOKENS))
+    tr = traffic.decode_traffic(gguf_path(model, quant), engine)
+    per_token = tr.bytes_per_token(traffic.mean_past(PROMPT_TOKENS, DECODE_TOKENS))
     gbps, bw = per_token * tps / GB, read_bandwidth(threads)
     benchmark.extra_info.update(tokens_per_s=tps, bytes_per_token=per_token, weight_bytes=tr.weight_bytes, gbps=gbps,
                                 bandwidth_gbps=bw, bandwidth_share=gbps / bw, worst_rank=check.worst_rank,

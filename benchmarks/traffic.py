@@ -1,52 +1,19 @@
-"""Bytes a decode step reads, for GB/s figures: weights from the GGUF file, plus the KV cache.
+"""Bytes a decode step reads: edgegen.bench.traffic, with the benchmark scripts' engine names.
 
-One decode step of a Llama model reads every weight tensor once (its rows are dotted with one
-activation vector), one row of ``token_embd`` for the input lookup, and, when there is no
-``output.weight`` (tied embeddings), all of ``token_embd`` again as the output projection.
-It also reads the keys and values of every earlier position in every layer.
-Not counted: activations, logits and scratch buffers (kilobytes to a few hundred KB).
+The scripts call the engines "edgegen" and "llama.cpp"; edgegen's backend for the former is "native".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-EMBEDDING = "token_embd.weight"
-OUTPUT = "output.weight"
-KV_TENSORS = 2                          # keys and values
-KV_ELEM_BYTES = {"edgegen": 4, "llama.cpp": 2}   # edgegen's cache is float32, llama.cpp's default F16
+from edgegen.bench.traffic import DecodeTraffic, mean_past
+from edgegen.bench.traffic import decode_traffic as _decode_traffic
+
+ENGINE_BACKEND = {"edgegen": "native", "llama.cpp": "llama.cpp"}
+
+__all__ = ["DecodeTraffic", "decode_traffic", "mean_past", "ENGINE_BACKEND"]
 
 
-@dataclass(frozen=True)
-class DecodeTraffic:
-    weight_bytes: int        # weights read per decoded token
-    kv_elems_per_pos: int    # KV cache values read per cached position (all layers, keys and values)
-    file_bytes: int
-
-    def kv_bytes(self, engine: str, n_past: float) -> float:
-        """KV cache bytes one decode step reads with ``n_past`` cached positions."""
-        return self.kv_elems_per_pos * KV_ELEM_BYTES[engine] * n_past
-
-    def bytes_per_token(self, engine: str, n_past: float) -> float:
-        return self.weight_bytes + self.kv_bytes(engine, n_past)
-
-
-def decode_traffic(path: Path) -> DecodeTraffic:
-    """Per-token bytes of the GGUF model at ``path`` (edgegen's reader; tensors are not read)."""
-    from edgegen.gguf_file import GGUFFile
-    from edgegen.models.llama import LlamaConfig
-
-    f = GGUFFile.open(path)
-    c = LlamaConfig.from_gguf(f)
-    embd = f.tensors[EMBEDDING]
-    weights = sum(t.nbytes for name, t in f.tensors.items() if name != EMBEDDING)
-    weights += embd.nbytes // embd.rows                   # the lookup: one row
-    if OUTPUT not in f.tensors:
-        weights += embd.nbytes                            # tied: the output projection reads all of it
-    kv_per_pos = c.n_layers * KV_TENSORS * c.kv_dim
-    return DecodeTraffic(weight_bytes=weights, kv_elems_per_pos=kv_per_pos, file_bytes=f.file_size)
-
-
-def mean_past(n_prompt: int, n_decode: int) -> float:
-    """Mean number of cached positions over the decode steps (n_prompt .. n_prompt + n_decode - 1)."""
-    return n_prompt + (n_decode - 1) / 2
+def decode_traffic(path: Path, engine: str) -> DecodeTraffic:
+    """Per-token bytes of the GGUF model at ``path`` for ``engine`` ("edgegen" or "llama.cpp")."""
+    return _decode_traffic(path, ENGINE_BACKEND[engine])

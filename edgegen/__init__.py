@@ -21,13 +21,22 @@ __all__ = ["load", "EdgegenError", "ModelFileError", "UnsupportedModelError", "T
            "ChatTemplateError"]
 
 
-def load(path: str | os.PathLike, backend: str = "native", **options):
+def load(path: str | os.PathLike, backend: str = "native", device: str = "cpu", **options):
     """Load a model for generation. ``backend``: "native" (edgegen's kernels).
 
     Native options: ``threads`` (default: all cores), ``kernels`` ("cpp", "numba" or "ref"),
     ``n_ctx`` (KV cache size; default the model's context, at most 4096).
+    ``device``: "cpu" (default) or "cuda" (native backend: weights and KV cache on a CUDA GPU
+    through numba.cuda; raises CudaUnavailableError, a MissingDependencyError, without one).
     """
     from edgegen.backends import BACKENDS
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"device: expected 'cpu' or 'cuda', found {device!r}")
+    if device == "cuda":
+        if backend != "native":
+            raise UsageError(f"device 'cuda' runs with the native backend only, found backend '{backend}'")
+        from edgegen.backends.cuda import CudaModel
+        return CudaModel(path, **options)
     if backend not in BACKENDS:
         raise UsageError(f"backend: expected one of {', '.join(BACKENDS)}, found '{backend}'")
     module_name, class_name = BACKENDS[backend]

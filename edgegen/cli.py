@@ -7,21 +7,25 @@ from pathlib import Path
 from collections import Counter
 
 import edgegen
+from edgegen.bench.cli import add_bench_parser, cmd_bench
 from edgegen.cli_image import add_image_parser, cmd_image
+from edgegen.cli_perplexity import add_perplexity_parser, cmd_perplexity
+from edgegen.cli_pull import add_pull_parser, cached_chat_model, cmd_pull
 from edgegen.errors import EdgegenError, ModelFileError, UsageError
 from edgegen.kernels import KERNEL_NAMES, simd_summary
 
 CONVERT_QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
 ONNX_QUANTS = ("fp32", "fp16", "int8", "int4")   # converters/onnx_export.QUANTS
-DEMO_MODEL = "demo-tiny-llama.gguf"
+BUNDLED_TEXT_MODEL = "kjv-llama-q8_0.gguf"   # docs/models/text.md; trained by tools/train_text.py
 
 
 def default_model() -> str:
-    """The model bundled inside the package."""
+    """The text model bundled inside the package: a 6.9M-parameter Llama trained on the KJV."""
     from importlib.resources import files
-    path = files("edgegen") / "data" / DEMO_MODEL
+    path = files("edgegen") / "data" / BUNDLED_TEXT_MODEL
     if not path.is_file():
-        raise ModelFileError(f"the bundled model {DEMO_MODEL} is missing from the installed package; pass a .gguf path")
+        raise ModelFileError(f"the bundled model {BUNDLED_TEXT_MODEL} is missing from the installed package; "
+                             "pass a .gguf path")
     return str(path)
 
 
@@ -33,6 +37,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", choices=KERNEL_NAMES, default="cpp",
                    help="kernel implementation (cpp: C++ with the best SIMD this CPU runs)")
     p.add_argument("--ctx", type=int, default=None, help="context size (KV cache) in tokens")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: weights and KV cache on an NVIDIA GPU (numba.cuda; native backend)")
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -101,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="stream text from a GGUF model",
                        usage="edgegen generate [MODEL] PROMPT [options]")
     g.add_argument("args", nargs="+", metavar="[MODEL] PROMPT",
-                   help="a .gguf file (default: the bundled demo model) and the prompt text")
+                   help="a .gguf file (default: the bundled KJV text model) and the prompt text")
     g.add_argument("-n", "--max-tokens", type=int, default=64, help="tokens to generate (default 64)")
     _sampling_options(g)
     g.add_argument("--json-schema", metavar="SCHEMA", help="constrain the output to this JSON schema (a file or inline JSON)")
@@ -111,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ch = sub.add_parser("chat", help="chat with a GGUF model (its own chat template), turn by turn from stdin",
                         usage="edgegen chat [MODEL] [options]")
-    ch.add_argument("model", nargs="?", default=None, help="a .gguf file (default: the bundled demo model)")
+    ch.add_argument("model", nargs="?", default=None,
+                    help="a .gguf file (default: SmolLM2-135M-Instruct if `edgegen pull` fetched it, else the bundled KJV text model)")
     ch.add_argument("--system", default=None, help="system message")
     ch.add_argument("-n", "--max-tokens", type=int, default=256, help="tokens per reply (default 256)")
     _sampling_options(ch)
@@ -120,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a GGUF model, an ONNX export folder or a diffusion pipeline folder")
     i.add_argument("model")
 
-    c = sub.add_parser("convert", help="convert a Hugging Face checkpoint")
-    c.add_argument("hf_dir", help="folder with config.json, *.safetensors and tokenizer.json")
+    c = sub.add_parser("convert", help="convert a Hugging Face checkpoint or a GGUF file")
+    c.add_argument("hf_dir", help="folder with config.json, *.safetensors and tokenizer.json, or a .gguf file "
+                   "(gguf: requantize; onnx: via a temporary Hugging Face folder)")
     c.add_argument("out", help="output file (gguf) or folder (onnx)")
     c.add_argument("--to", choices=("gguf", "onnx"), default="gguf")
     c.add_argument("--quant", default=None, help=f"gguf: {', '.join(CONVERT_QUANTS)} (default f16); "
@@ -129,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--block-size", type=int, default=None, help="onnx int4: weights per 4-bit scale (default 32)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or per-tensor report")
     add_image_parser(sub)
+    add_perplexity_parser(sub)
+    add_bench_parser(sub)
+    add_pull_parser(sub)
     return parser
 
 
@@ -138,7 +149,7 @@ def _load(a: argparse.Namespace, path: str):
         options["kernels"] = a.kernels
     elif a.kernels != "cpp":
         raise UsageError(f"--kernels applies to the native backend only, found --backend {a.backend}")
-    return edgegen.load(path, backend=a.backend, **options)
+    return edgegen.load(path, backend=a.backend, device=getattr(a, "device", "cpu"), **options)
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
@@ -159,7 +170,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
 
 
 def cmd_chat(a: argparse.Namespace) -> None:
-    model = _load(a, a.model or default_model())
+    model = _load(a, a.model or cached_chat_model() or default_model())
     options = _sampling_kwargs(a)
     messages = [{"role": "system", "content": a.system}] if a.system else []
     interactive = sys.stdin.isatty()
@@ -262,9 +273,15 @@ def cmd_convert(a: argparse.Namespace) -> None:
             raise UsageError(f"--quant: expected one of {', '.join(DIFFUSERS_QUANTS)} for a diffusers folder "
                              f"with --to onnx, found '{quant}'")
         report = export_diffusers_onnx(a.hf_dir, a.out, quant=quant, progress=not a.quiet)
+    elif a.to == "onnx" and Path(a.hf_dir).suffix == ".gguf":
+        from edgegen.converters.gguf_to_hf import convert_gguf_to_onnx
+        report = convert_gguf_to_onnx(a.hf_dir, a.out, quant=quant, block_size=a.block_size or 32, progress=not a.quiet)
     elif a.to == "onnx":
         from edgegen.converters.onnx_export import export_onnx
         report = export_onnx(a.hf_dir, a.out, quant=quant, block_size=a.block_size or 32, progress=not a.quiet)
+    elif Path(a.hf_dir).suffix == ".gguf":
+        from edgegen.converters.gguf_requant import requantize_gguf
+        report = requantize_gguf(a.hf_dir, a.out, quant=quant, progress=not a.quiet)
     else:
         from edgegen.converters.hf_to_gguf import convert_hf_to_gguf
         report = convert_hf_to_gguf(a.hf_dir, a.out, quant=quant, progress=not a.quiet)
@@ -272,7 +289,8 @@ def cmd_convert(a: argparse.Namespace) -> None:
         print(report.summary())
 
 
-COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert, "image": cmd_image}
+COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert, "image": cmd_image,
+            "bench": cmd_bench, "pull": cmd_pull, "perplexity": cmd_perplexity}
 
 
 def main(argv: list[str] | None = None) -> int:

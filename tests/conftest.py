@@ -1,7 +1,14 @@
 """Shared fixtures: tiny random-weight Hugging Face models, converted to GGUF once per session."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# numba reads this when it is first imported: the CUDA kernels (tests/cuda) run on its CPU simulator
+# unless EDGEGEN_TEST_REAL_CUDA=1 asks for a real GPU. It changes nothing for numba's CPU target.
+if os.environ.get("EDGEGEN_TEST_REAL_CUDA") != "1":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 

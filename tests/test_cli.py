@@ -86,8 +86,11 @@ def test_generate_bad_flags_give_one_line_errors(capsys):
 
 
 def test_chat_reads_turns_from_stdin(tmp_path):
+    import os
+    env = dict(os.environ, EDGEGEN_CACHE_DIR=str(tmp_path / "empty-cache"))   # no SmolLM2 there: the bundled model
     r = subprocess.run([sys.executable, "-m", "edgegen", "chat", "-n", "6", "--threads", "1", "--system", "Be brief."],
-                       input="Hello\nHow are you?\n", capture_output=True, text=True, cwd=tmp_path)
+                       input="Hello\nHow are you?\n", capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "edgegen pull" in r.stderr   # the one-line hint
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
     reports = [line for line in r.stderr.splitlines() if line.startswith("[prompt")]

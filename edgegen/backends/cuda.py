@@ -1,0 +1,88 @@
+"""device="cuda": the native backend's file loading and tokenizer, the forward pass on a CUDA GPU
+(numba.cuda; ``edgegen.models.llama_cuda``). Without a GPU or numba.cuda, loading raises
+``CudaUnavailableError`` saying what is missing; under NUMBA_ENABLE_CUDASIM=1 it runs (slowly)
+on numba's CPU simulator."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgegen.backends.base import ModelBase, check_room, check_truncate, resolve_n_ctx
+from edgegen.gguf_file import GGUFFile
+from edgegen.models import llama
+from edgegen.tokenizer import Tokenizer
+
+
+class CudaSession:
+    """One conversation: its own KV cache on the device."""
+
+    def __init__(self, model: "CudaModel"):
+        self._model = model
+        self.n_ctx = model.n_ctx
+        self.cache = model.engine.new_cache()
+        self.tokens: list[int] = []
+
+    @property
+    def n_past(self) -> int:
+        return self.cache.length
+
+    def truncate(self, n: int) -> None:
+        check_truncate(n, len(self.tokens))
+        self.cache.truncate(n)
+        del self.tokens[n:]
+
+    def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
+        """Logits of the last token (vocab,), or of every token (T, vocab): copied back from the device."""
+        ids = self._model.check_ids(tokens)
+        check_room(len(ids), self.n_past, self.n_ctx)
+        rows = []
+        for t in ids:
+            self._model.engine.step(self.cache, int(t), self.n_past)
+            self.tokens.append(int(t))
+            if all_logits:
+                rows.append(self._model.engine.logits())
+        return np.stack(rows) if all_logits else self._model.engine.logits()
+
+    def eval_greedy(self, tokens: Sequence[int]) -> int:
+        """Run ``tokens``; return the argmax of the last logits (only the id leaves the device)."""
+        ids = self._model.check_ids(tokens)
+        check_room(len(ids), self.n_past, self.n_ctx)
+        for t in ids:
+            self._model.engine.step(self.cache, int(t), self.n_past)
+            self.tokens.append(int(t))
+        return self._model.engine.greedy()
+
+
+class CudaModel(ModelBase):
+    backend = "native"
+    device = "cuda"
+
+    def __init__(self, path: str | os.PathLike, n_ctx: int | None = None, threads: int | None = None,
+                 kernels: str = "cpp", launch=None):
+        """``threads`` and ``kernels`` choose CPU kernels and are ignored here (accepted so the CLI's
+        options pass through). ``launch``: ``llama_cuda.CudaLaunch`` (default: GPU shapes)."""
+        from edgegen.models.llama_cuda import CudaLaunch, CudaLlama
+        self.file = GGUFFile.open(path)
+        self.config = llama.LlamaConfig.from_gguf(self.file)
+        weights = llama.Weights.from_gguf(self.file, self.config)
+        self.tokenizer = Tokenizer.from_metadata(self.file.metadata, source=self.file.path.name)
+        self.n_ctx = resolve_n_ctx(n_ctx, self.config.context_length)
+        self.engine = CudaLlama(self.config, weights, self.n_ctx, launch or CudaLaunch())
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    @property
+    def metadata(self) -> dict:
+        return self.file.metadata
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def new_session(self) -> CudaSession:
+        return CudaSession(self)
