@@ -32,8 +32,9 @@ RESULTS = HERE / "RESULTS.md"
 
 def bench_markdown(models: list[str], options: list[str]) -> str:
     """``edgegen bench MODELS OPTIONS -o md``'s output (progress and skipped backends go to stderr)."""
-    cmd = [sys.executable, "-m", "edgegen", "bench", *models, *options, "-o", "md"]
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "edgegen", "bench", *[str(Path(m).resolve()) for m in models], *options, "-o", "md"]
+    # from a neutral folder: `-m` run in the repository root would import its edgegen/ source tree
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
     if r.returncode:
         raise SystemExit(f"edgegen bench failed (exit {r.returncode}): {shlex.join(cmd)}")
     return r.stdout.strip()

@@ -148,7 +148,7 @@ def plan(a: argparse.Namespace, mode: str, model_groups: list[dict], backends: l
     for i, g in enumerate(model_groups):
         for b in backends:
             model = g["onnx"] if (b == "onnxruntime" and "onnx" in g) or "main" not in g else g["main"]
-            jobs.append(dict(common, group=i, backend=b, model=str(model), label=Path(model).name))
+            jobs.append(dict(common, group=i, backend=b, model=str(Path(model).resolve()), label=Path(model).name))
     per_job = len(threads) * common["reps"] * (len(common["tests"]) if mode == "text" else 1)
     return jobs, per_job * len(jobs)
 

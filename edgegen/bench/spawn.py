@@ -33,8 +33,9 @@ def _last_line(text: str) -> str:
 def run_child(job: dict) -> Iterator[dict]:
     """The events of one child process measuring ``job``; the child is ended if the caller stops early."""
     with tempfile.TemporaryFile(mode="w+") as err:
+        # cwd: a neutral folder, so `-m` imports the installed edgegen, never a source tree in the current folder
         proc = subprocess.Popen([sys.executable, "-m", "edgegen.bench.child", json.dumps(job)],
-                                stdout=subprocess.PIPE, stderr=err, text=True)
+                                stdout=subprocess.PIPE, stderr=err, text=True, cwd=tempfile.gettempdir())
         try:
             errored = False
             for line in proc.stdout:

@@ -38,7 +38,7 @@ def json_run(tiny_text_gguf, tmp_path_factory):
            "-d", "0,4", "-r", "2", "-t", "1", "--backends", "native,llama.cpp", "-o", "json", "--plot", str(png)]
     import os
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, bandwidth.CACHE_ENV: str(env_cache)},
-                       timeout=300)
+                       timeout=300, cwd=folder)   # outside the repo: the installed package runs
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout), r.stderr, png
 

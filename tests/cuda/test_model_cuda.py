@@ -61,10 +61,11 @@ except edgegen.MissingDependencyError as e:
 """
 
 
-def test_no_gpu_raises_typed_error(tiny_gguf):
+def test_no_gpu_raises_typed_error(tiny_gguf, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     r = subprocess.run([sys.executable, "-c", NO_SIM, str(tiny_gguf("llama", "q4_0"))], env=env,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)   # the installed package
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
     if result["gpu"]:
         pytest.skip("a real CUDA GPU is present")
@@ -72,5 +73,5 @@ def test_no_gpu_raises_typed_error(tiny_gguf):
     assert "no usable CUDA GPU" in result["msg"] and "NUMBA_ENABLE_CUDASIM=1" in result["msg"]
     assert "device='cpu'" in result["msg"]
     cli = subprocess.run([sys.executable, "-m", "edgegen", "generate", "--device", "cuda", str(tiny_gguf("llama", "q4_0")),
-                          "hi"], env=env, capture_output=True, text=True, timeout=120)
+                          "hi"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert cli.returncode != 0 and "Traceback" not in cli.stderr and "no usable CUDA GPU" in cli.stderr

@@ -28,15 +28,14 @@ def both(smollm2, reference, llama):
     return ours, theirs
 
 
-# Measured 2026-11-23 (llama-cpp-python 0.3.36), after edgegen's Q4_1 / Q8_0 dots were made to add
-# llama.cpp's per-block products in its order (block_q8_1's s = f16(d * sum q), no float GEMM for
-# the 32-value formats): 245/256 = 95.70% (was 240/256 = 93.75%), max relative logit gap 3.3e-2.
-# Positions 0 and 1 are now llama.cpp's logits bit for bit; from position 2 on they part by up to
-# ~1.3: some other float step (softmax exp, rope cos/sin, rmsnorm or silu rounding; ggml's are not
-# edgegen's to the last bit) flips one 8-bit activation rounding and the 30 layers carry it on.
-# Strict: it passes, and so must lose the mark, once edgegen's arithmetic matches llama.cpp's.
-@pytest.mark.xfail(strict=True, reason="edgegen's float steps are not llama.cpp's to the last bit: 95.70% top-1 "
-                   "agreement measured, 99% required")
+# Measured 2026-11-23 (llama-cpp-python 0.3.36): 240/256 = 93.75% top-1 agreement, every
+# disagreement a near tie (below). edgegen's prompt GEMM rounds differently from llama.cpp's 8-bit
+# dots, and its Q4_1 min term uses d * sum q where llama.cpp's block_q8_1 stores s = f16(d * sum q);
+# a trial that matched both (the GEMM off for 32-value formats) reached 95.7% but changed the
+# chat answer of test_chat.py and was not kept. Strict: when edgegen matches llama.cpp this passes
+# and the mark must go.
+@pytest.mark.xfail(strict=True, reason="edgegen's Q4_1 arithmetic differs from llama.cpp's: 93.75% top-1 agreement "
+                   "measured, 99% required")
 def test_top1_agreement_with_llama_cpp(both):
     ours, theirs = both
     a, b = ours.argmax(axis=1), theirs.argmax(axis=1)
@@ -47,7 +46,6 @@ def test_top1_agreement_with_llama_cpp(both):
 
 # Measured 2026-11-23: 10 of the 11 disagreements are within 1e-2 of the range; position 133 is at
 # 1.10e-2 (before the Q4_1 fix all 16 were within it). Strict, as above: not loosened.
-@pytest.mark.xfail(strict=True, reason="position 133: llama.cpp's token 1.10e-2 of the range below edgegen's top")
 def test_disagreements_are_near_ties(both):
     ours, theirs = both
     rows = np.arange(N_POSITIONS)
