@@ -25,18 +25,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_text import EOT, find_kjv, read_chapters, split_docs  # noqa: E402
+from train_text import EOT, find_kjv, pack, read_chapters, split_docs  # noqa: E402
 
 PROMPTS = ["Once upon a time", "In the beginning", "And the king said", "Blessed are the"]
 
 
 def packed_ids(tok, texts: list[str]) -> np.ndarray:
-    eot = tok.token_to_id(EOT)
-    ids = [eot]
-    for enc in tok.encode_batch(texts):
-        ids.extend(enc.ids)
-        ids.append(eot)
-    return np.asarray(ids, dtype=np.int64)
+    """EOT t1 EOT t2 EOT ... exactly as training packed them (train_text.pack), as int64."""
+    return pack(tok, texts).astype(np.int64)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
