@@ -20,7 +20,6 @@ error *added* by the new type, relative to the source's dequantized values.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +28,15 @@ from gguf import GGML_QUANT_VERSION, GGUFReader, GGUFValueType, GGUFWriter, Llam
 from gguf import quants as gguf_quants
 
 import edgegen
+from edgegen.atomic import write_atomically
 from edgegen.constants import GGMLType, Key
 from edgegen.errors import ConversionError, ModelFileError
 
 from . import quant_plan
-from .hf_to_gguf import ConversionReport, TensorReport
+from .hf_to_gguf import FILE_MODE, ConversionReport, TensorReport
 
 __all__ = ["requantize_gguf", "read_gguf", "dequantized_tensors"]
 
-_FILE_MODE = 0o644
 # Keys the writer produces itself or that describe the old encoding.
 _SKIPPED_KEYS = frozenset({Key.ARCHITECTURE.value, Key.FILE_TYPE.value, "general.quantization_version",
                            "general.alignment"})
@@ -170,14 +169,6 @@ def requantize_gguf(src: str | os.PathLike, out_path: str | os.PathLike, quant: 
         raise ModelFileError(f"{path}: missing metadata key '{Key.ARCHITECTURE.value}'")
     arch = str(arch_field.contents())
     plan = _plan(reader, path, arch, scheme)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        reports = _write_file(tmp, reader, path, arch, plan, scheme, progress)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    reports = write_atomically(out, lambda tmp: _write_file(tmp, reader, path, arch, plan, scheme, progress),
+                               mode=FILE_MODE)
     return ConversionReport(out, out.stat().st_size, scheme.name, arch, tuple(reports))

@@ -15,7 +15,6 @@ Steps:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGML_QUANT_VERSION, GGUFWriter
 
+from edgegen.atomic import write_atomically
 from edgegen.constants import GGMLType, Key
 from edgegen.errors import ConversionError
 
@@ -34,7 +34,7 @@ from .tensor_names import (BLOCK_PATTERN, BLOCK_TENSORS, GLOBAL_TENSORS, IGNORED
 
 __all__ = ["convert_hf_to_gguf", "ConversionReport", "TensorReport", "permute_for_rope"]
 
-_FILE_MODE = 0o644
+FILE_MODE = 0o644   # written GGUF files: rw-r--r--, whatever the umask
 _MIB = 1024 * 1024
 
 
@@ -230,16 +230,8 @@ def convert_hf_to_gguf(hf_dir: str | os.PathLike, out_path: str | os.PathLike, q
     try:
         plan = _plan(cfg, ckpt, scheme)
         tokenizer = read_hf_tokenizer(hf_dir, cfg.vocab_size)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            reports = _write_file(tmp, cfg, tokenizer, ckpt, plan, scheme, progress)
-            os.chmod(tmp, _FILE_MODE)
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        reports = write_atomically(out, lambda tmp: _write_file(tmp, cfg, tokenizer, ckpt, plan, scheme, progress),
+                                   mode=FILE_MODE)
     finally:
         ckpt.close()
     return ConversionReport(out, out.stat().st_size, scheme.name, cfg.arch.value, tuple(reports))

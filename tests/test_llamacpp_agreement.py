@@ -16,6 +16,7 @@ import edgegen
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install '.[llamacpp]')")
 pytest.importorskip("transformers")
+from real_model.reference import greedy  # noqa: E402  (needs llama_cpp, checked above)
 
 PROMPT = "The keeper was a quiet man who read on calm days, and climbed 112 steps on stormy ones."
 N_CTX = 128
@@ -59,18 +60,6 @@ def llama_cpp_model(path, **kw):
                            type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, **kw)
 
 
-def llama_cpp_greedy(llm, ids: list[int], n: int) -> list[int]:
-    """Greedy decode reading llm.scores, which llama-cpp-python fills only when logits_all=True."""
-    llm.reset()
-    llm.eval(ids)
-    out = []
-    for _ in range(n):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(tok)
-        llm.eval([tok])
-    return out
-
-
 def open_case(path):
     """The file, edgegen's model of it and the prompt's ids."""
     ours = edgegen.load(path, threads=2, n_ctx=N_CTX)
@@ -95,7 +84,7 @@ def test_logits_agree(gguf_256, arch, tokenizer, quant):
 @pytest.mark.parametrize("arch,tokenizer", CASES)
 def test_greedy_tokens_agree(gguf_256, arch, tokenizer, quant):
     path, ours, ids = open_case(gguf_256(arch, tokenizer, quant))
-    theirs = llama_cpp_greedy(llama_cpp_model(path, logits_all=True), ids, N_GREEDY)
+    theirs = greedy(llama_cpp_model(path, logits_all=True), ids, N_GREEDY)
     mine = [t.id for t in ours.generate(ids, max_tokens=N_GREEDY, ignore_eos=True)]
     if quant in ("f32", "f16"):
         assert mine == theirs

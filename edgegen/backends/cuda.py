@@ -5,15 +5,12 @@ on numba's CPU simulator."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from edgegen.backends.base import ModelBase, check_room, check_truncate, resolve_n_ctx
-from edgegen.gguf_file import GGUFFile
-from edgegen.models import llama
-from edgegen.tokenizer import Tokenizer
+from edgegen.backends.base import check_room, check_truncate, resolve_n_ctx
+from edgegen.backends.native import GGUFModel
 
 
 class CudaSession:
@@ -38,25 +35,30 @@ class CudaSession:
         """Logits of the last token (vocab,), or of every token (T, vocab): copied back from the device."""
         ids = self._model.check_ids(tokens)
         check_room(len(ids), self.n_past, self.n_ctx)
+        if not all_logits:
+            self._feed(ids)
+            return self._model.engine.logits()
         rows = []
         for t in ids:
-            self._model.engine.step(self.cache, int(t), self.n_past)
-            self.tokens.append(int(t))
-            if all_logits:
-                rows.append(self._model.engine.logits())
-        return np.stack(rows) if all_logits else self._model.engine.logits()
+            self._feed([t])
+            rows.append(self._model.engine.logits())
+        return np.stack(rows)
 
     def eval_greedy(self, tokens: Sequence[int]) -> int:
         """Run ``tokens``; return the argmax of the last logits (only the id leaves the device)."""
         ids = self._model.check_ids(tokens)
         check_room(len(ids), self.n_past, self.n_ctx)
+        self._feed(ids)
+        return self._model.engine.greedy()
+
+    def _feed(self, ids) -> None:
+        """Run each token through the device forward pass, appending it to the cache."""
         for t in ids:
             self._model.engine.step(self.cache, int(t), self.n_past)
             self.tokens.append(int(t))
-        return self._model.engine.greedy()
 
 
-class CudaModel(ModelBase):
+class CudaModel(GGUFModel):
     backend = "native"
     device = "cuda"
 
@@ -65,24 +67,9 @@ class CudaModel(ModelBase):
         """``threads`` and ``kernels`` choose CPU kernels and are ignored here (accepted so the CLI's
         options pass through). ``launch``: ``llama_cuda.CudaLaunch`` (default: GPU shapes)."""
         from edgegen.models.llama_cuda import CudaLaunch, CudaLlama
-        self.file = GGUFFile.open(path)
-        self.config = llama.LlamaConfig.from_gguf(self.file)
-        weights = llama.Weights.from_gguf(self.file, self.config)
-        self.tokenizer = Tokenizer.from_metadata(self.file.metadata, source=self.file.path.name)
+        self._open(path)
         self.n_ctx = resolve_n_ctx(n_ctx, self.config.context_length)
-        self.engine = CudaLlama(self.config, weights, self.n_ctx, launch or CudaLaunch())
-
-    @property
-    def path(self) -> Path:
-        return self.file.path
-
-    @property
-    def metadata(self) -> dict:
-        return self.file.metadata
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
+        self.engine = CudaLlama(self.config, self.weights, self.n_ctx, launch or CudaLaunch())
 
     def new_session(self) -> CudaSession:
         return CudaSession(self)

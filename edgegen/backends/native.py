@@ -50,21 +50,15 @@ class NativeSession:
         return logits if all_logits else logits[0]
 
 
-class NativeModel(ModelBase):
-    backend = "native"
+class GGUFModel(ModelBase):
+    """A Llama-family GGUF file opened and checked: its config, weights and tokenizer. The CPU
+    (NativeModel) and CUDA (backends/cuda.py) models run their forward passes over it."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, kernels: str = "cpp",
-                 n_ctx: int | None = None, compiled: bool = True):
+    def _open(self, path: str | os.PathLike) -> None:
         self.file = GGUFFile.open(path)
         self.config = llama.LlamaConfig.from_gguf(self.file)
         self.weights = llama.Weights.from_gguf(self.file, self.config)
         self.tokenizer = Tokenizer.from_metadata(self.file.metadata, source=self.file.path.name)
-        self.kernels = load_kernels(kernels)
-        # C++ kernels run the whole forward in one call; `compiled=False` keeps the Python loop
-        self.compiled = llama.CompiledForward(self.config, self.weights, self.kernels) if (
-            compiled and self.kernels.compiled is not None) else None
-        self.threads = resolve_threads(threads)
-        self.n_ctx = resolve_n_ctx(n_ctx, self.config.context_length)
 
     @property
     def path(self) -> Path:
@@ -77,6 +71,20 @@ class NativeModel(ModelBase):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
+
+
+class NativeModel(GGUFModel):
+    backend = "native"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, kernels: str = "cpp",
+                 n_ctx: int | None = None, compiled: bool = True):
+        self._open(path)
+        self.kernels = load_kernels(kernels)
+        # C++ kernels run the whole forward in one call; `compiled=False` keeps the Python loop
+        self.compiled = llama.CompiledForward(self.config, self.weights, self.kernels) if (
+            compiled and self.kernels.compiled is not None) else None
+        self.threads = resolve_threads(threads)
+        self.n_ctx = resolve_n_ctx(n_ctx, self.config.context_length)
 
     def new_session(self) -> NativeSession:
         return NativeSession(self)

@@ -6,10 +6,10 @@ steps per second). Written atomically: a temporary file beside ``out``, then ren
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from edgegen.atomic import write_atomically
 from edgegen.errors import MissingDependencyError
 
 INSTALL = "pip install 'edgegen[bench]'"
@@ -54,14 +54,8 @@ def plot(rows: list[dict], out: str | os.PathLike, title: str = "edgegen bench")
     if lines:
         ax.legend(fontsize="small")
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".png", dir=out.parent if str(out.parent) else ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomically(out, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         plt.close(fig)
     return out

@@ -6,12 +6,11 @@ for the same image and metadata (no timestamps).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgegen.atomic import write_atomically
 from edgegen.errors import MissingDependencyError, UsageError
 
 INSTALL = "pip install --force-reinstall edgegen  (Pillow is a dependency)"
@@ -56,22 +55,8 @@ def save_png(image: np.ndarray, path, metadata: dict[str, str] | None = None) ->
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"-o: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes it 0600; a plain open() would not
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=info))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_png_text(path) -> dict[str, str]:
