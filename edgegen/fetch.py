@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from edgegen.atomic import write_atomically
 from edgegen.errors import EdgegenError, ModelFileError, UsageError
 
 __all__ = ["KnownModel", "MODELS", "DEFAULT_CHAT_MODEL", "FetchError", "ChecksumError", "cache_root",
@@ -112,9 +113,7 @@ def _sha256_file(path: Path) -> str:
 def _write_sidecar(path: Path, digest: str) -> None:
     """``path``.sha256 in sha256sum format, written atomically."""
     sidecar = path.with_name(path.name + ".sha256")
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{digest}  {path.name}\n", encoding="ascii")
-    os.replace(tmp, sidecar)
+    write_atomically(sidecar, lambda tmp: tmp.write_text(f"{digest}  {path.name}\n", encoding="ascii"))
 
 
 def cached_model(name: str | KnownModel, cache_dir: str | os.PathLike | None = None) -> Path | None:
