@@ -9,11 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-from edgegen.backends.base import check_room, check_truncate, resolve_n_ctx
-from edgegen.backends.native import GGUFModel
+from edgegen.backends.base import check_room, resolve_n_ctx
+from edgegen.backends.native import CacheSession, GGUFModel
 
 
-class CudaSession:
+class CudaSession(CacheSession):
     """One conversation: its own KV cache on the device."""
 
     def __init__(self, model: "CudaModel"):
@@ -21,15 +21,6 @@ class CudaSession:
         self.n_ctx = model.n_ctx
         self.cache = model.engine.new_cache()
         self.tokens: list[int] = []
-
-    @property
-    def n_past(self) -> int:
-        return self.cache.length
-
-    def truncate(self, n: int) -> None:
-        check_truncate(n, len(self.tokens))
-        self.cache.truncate(n)
-        del self.tokens[n:]
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         """Logits of the last token (vocab,), or of every token (T, vocab): copied back from the device."""

@@ -17,16 +17,11 @@ from edgegen.tokenizer import Tokenizer
 
 
 
-class NativeSession:
-    """One conversation's state: its own KV cache. Not shared between threads."""
-
-    def __init__(self, model: "NativeModel"):
-        c = model.config
-        self._model = model
-        self.n_ctx = model.n_ctx
-        self.cache = KVCache(c.n_layers, c.n_kv_heads, model.n_ctx, c.head_dim)
-        self.tokens: list[int] = []   # the ids the cache holds, in order
-        self.last_forward_seconds: float | None = None  # time inside the last C++ forward call
+class CacheSession:
+    """A session's KV cache (``.cache``, with ``length`` and ``truncate``) and the ids it holds
+    (``.tokens``): shared by the CPU and CUDA sessions."""
+    cache: KVCache
+    tokens: list[int]
 
     @property
     def n_past(self) -> int:
@@ -37,6 +32,18 @@ class NativeSession:
         check_truncate(n, len(self.tokens))
         self.cache.truncate(n)
         del self.tokens[n:]
+
+
+class NativeSession(CacheSession):
+    """One conversation's state: its own KV cache. Not shared between threads."""
+
+    def __init__(self, model: "NativeModel"):
+        c = model.config
+        self._model = model
+        self.n_ctx = model.n_ctx
+        self.cache = KVCache(c.n_layers, c.n_kv_heads, model.n_ctx, c.head_dim)
+        self.tokens: list[int] = []   # the ids the cache holds, in order
+        self.last_forward_seconds: float | None = None  # time inside the last C++ forward call
 
     def eval(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         ids = self._model.check_ids(tokens).astype(np.int32)
