@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgegen.backends.llamacpp import open_llama
 from edgegen.bench import runners
 from edgegen.bench.runners import LLAMA_N_BATCH, random_prompt
 from edgegen.bench.text import greedy
@@ -90,9 +91,8 @@ class TokenCheck:
 
 def check_tokens(path: Path, prompt: list[int], tokens: tuple[int, ...], threads: int) -> TokenCheck:
     """Score ``tokens`` (greedy after ``prompt``) with llama.cpp's logits for prompt + tokens[:-1]."""
-    import llama_cpp
     n = len(prompt) + len(tokens) - 1
-    llm = llama_cpp.Llama(model_path=str(path), n_threads=threads, n_threads_batch=threads, n_ctx=n,
+    llm = open_llama(path, n_threads=threads, n_threads_batch=threads, n_ctx=n,
                           n_batch=max(n, LLAMA_N_BATCH), n_ubatch=max(n, LLAMA_N_BATCH), logits_all=True,
                           verbose=False)
     try:

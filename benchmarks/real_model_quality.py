@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import edgegen
+from edgegen.backends.llamacpp import open_llama
 from edgegen.cli import main as edgegen_main
 from edgegen.perplexity import PerplexityResult, summarize, window_nll, windows
 
@@ -57,8 +58,7 @@ def edgegen_ppl(path: Path, ids: list[int], ctx: int, threads: int) -> tuple[Per
 def llama_cpp_ppl(path: Path, ids: list[int], ctx: int, threads: int,
                   bos: int | None) -> tuple[PerplexityResult, float]:
     """The same windows and scoring, llama.cpp's logits (float32 KV cache as edgegen's)."""
-    import llama_cpp
-    llm = llama_cpp.Llama(str(path), n_ctx=ctx, n_batch=ctx, n_threads=threads, n_threads_batch=threads,
+    llm = open_llama(path, n_ctx=ctx, n_batch=ctx, n_threads=threads, n_threads_batch=threads,
                           logits_all=True, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, flash_attn=False,
                           verbose=False)
     start = time.perf_counter()

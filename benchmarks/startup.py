@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgegen.backends.llamacpp import extra_bufts
+
 PROMPT = [1, 2, 3, 4, 5, 6, 7, 8]
 N_DECODE = 32
 KIB = 1024
@@ -24,6 +26,7 @@ _CHILD = r"""
 import sys
 import numpy as np
 engine, path, threads, n_ctx, n_decode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+extra_bufts = sys.argv[6] == "1"
 prompt = [1, 2, 3, 4, 5, 6, 7, 8]
 if engine == "edgegen":
     import edgegen
@@ -32,7 +35,14 @@ if engine == "edgegen":
     step = session.eval
 else:
     import llama_cpp
-    llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, verbose=False)
+    import llama_cpp.llama_cpp as low
+    default_params = low.llama_model_default_params
+    def model_params():   # edgegen.backends.llamacpp.model_params, without importing edgegen into the timing
+        params = default_params()
+        params.use_extra_bufts = extra_bufts
+        return params
+    low.llama_model_default_params = model_params
+    llm = llama_cpp.Llama(path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, verbose=False)
     def step(ids):
         llm.eval(ids)
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
@@ -50,7 +60,8 @@ def measure(engine: str, path: Path, threads: int, n_ctx: int) -> tuple[float, i
     """(seconds from process start to the first token, peak RSS bytes); engine "edgegen" or "llama.cpp"."""
     Path(path).read_bytes()  # into the page cache: both engines start warm on the file
     t0 = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, engine, str(path), str(threads), str(n_ctx), str(N_DECODE)],
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, engine, str(path), str(threads), str(n_ctx), str(N_DECODE),
+                              str(int(extra_bufts()))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = child.stdout.readline()
     first_token_s = time.perf_counter() - t0

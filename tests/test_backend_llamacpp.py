@@ -13,6 +13,7 @@ import pytest
 
 import edgegen
 from edgegen.errors import MissingDependencyError, ModelFileError
+from edgegen.backends.llamacpp import open_llama
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install '.[llamacpp]')")
 pytest.importorskip("transformers")
@@ -29,7 +30,7 @@ def test_logits_are_llama_cpps_own(f32_file):
     model = edgegen.load(f32_file, backend="llama.cpp", threads=2, n_ctx=64)
     ids = model.tokenizer.encode(PROMPT)
     ours = model.logits(ids)
-    direct = llama_cpp.Llama(str(f32_file), n_ctx=64, logits_all=True, verbose=False, type_k=0, type_v=0)
+    direct = open_llama(f32_file, n_ctx=64, logits_all=True, verbose=False, type_k=0, type_v=0)
     direct.eval(ids)
     np.testing.assert_allclose(ours, np.array(direct.scores[:len(ids)]), rtol=0, atol=1e-5 * np.abs(ours).max())
     last = model.new_session().eval(ids)             # the decode path: last row only

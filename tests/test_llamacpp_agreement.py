@@ -18,6 +18,8 @@ llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not ins
 pytest.importorskip("transformers")
 from real_model.reference import greedy  # noqa: E402  (needs llama_cpp, checked above)
 
+from edgegen.backends.llamacpp import open_llama  # noqa: E402
+
 PROMPT = "The keeper was a quiet man who read on calm days, and climbed 112 steps on stormy ones."
 N_CTX = 128
 N_GREEDY = 48
@@ -56,8 +58,8 @@ def gguf_256(tmp_path_factory):
 
 
 def llama_cpp_model(path, **kw):
-    return llama_cpp.Llama(str(path), n_ctx=N_CTX, n_threads=2, n_threads_batch=2, verbose=False,
-                           type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, **kw)
+    return open_llama(path, n_ctx=N_CTX, n_threads=2, n_threads_batch=2, verbose=False,
+                      type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, **kw)
 
 
 def open_case(path):

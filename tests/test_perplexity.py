@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import edgegen
+from edgegen.backends.llamacpp import open_llama
 from edgegen.cli import main
 from edgegen.errors import UsageError
 from edgegen.perplexity import perplexity, window_nll, windows
@@ -84,9 +85,9 @@ def test_perplexity_equals_transformers(tiny_hf, measured, tokenizer):
 
 
 def test_perplexity_agrees_with_llama_cpp(tiny_gguf, measured):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     _, _, wins, got = measured("bpe")
-    llm = llama_cpp.Llama(str(tiny_gguf("llama", "f32", "bpe")), n_ctx=CTX, n_batch=CTX, n_threads=2,
+    llm = open_llama(tiny_gguf("llama", "f32", "bpe"), n_ctx=CTX, n_batch=CTX, n_threads=2,
                           logits_all=True, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, flash_attn=False,
                           verbose=False)
     logits = []

@@ -12,10 +12,11 @@ checked with the version pinned in the ``llamacpp`` extra.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -48,6 +49,66 @@ def _llama_cpp():
             llama_cpp.llama_backend_init()
             _initialised = True
     return llama_cpp
+
+
+# llama.cpp's "extra buffer types" re-lay weights for AMX tiles (where the CPU reports AMX) and for
+# its interleaved repacked kernels. Some virtual machines report AMX, and the kernel grants the tile
+# permission, yet do not keep the tile state: llama.cpp then dies of SIGILL (tilezero) in its first
+# matmul. On a CPU that reports AMX they are off unless EDGEGEN_LLAMACPP_EXTRA_BUFTS=1 (a machine
+# known to run AMX); elsewhere llama.cpp's default (on) stands. Off, llama.cpp uses its plain
+# vec_dot kernels for every type, as on any CPU without those layouts.
+EXTRA_BUFTS_ENV = "EDGEGEN_LLAMACPP_EXTRA_BUFTS"
+
+
+def _cpu_reports_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+    except OSError:
+        return False
+
+
+def extra_bufts() -> bool:
+    """Whether llama.cpp may use its extra buffer types (AMX, repacked weights) on this machine."""
+    forced = os.environ.get(EXTRA_BUFTS_ENV)
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise UsageError(f"{EXTRA_BUFTS_ENV}={forced!r}: use 1 (on) or 0 (off)")
+        return forced == "1"
+    return not _cpu_reports_amx()
+
+
+def model_params(lib):
+    """llama.cpp's default model parameters, with the extra buffer types as extra_bufts() says."""
+    params = lib.llama_model_default_params()
+    params.use_extra_bufts = extra_bufts()
+    return params
+
+
+_patch = threading.Lock()
+
+
+@contextlib.contextmanager
+def _llama_model_params() -> Iterator[None]:
+    """llama_cpp.Llama builds its model parameters from llama_model_default_params() inside its
+    constructor; for that call, hand it model_params()."""
+    lib = _llama_cpp()
+    import llama_cpp.llama_cpp as low
+    with _patch:
+        original = low.llama_model_default_params
+        low.llama_model_default_params = lambda: model_params(lib)
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = original
+
+
+def open_llama(path: str | os.PathLike, **kw: Any):
+    """``llama_cpp.Llama(path, **kw)`` with model_params(): how edgegen's benchmarks and tests open
+    llama.cpp's high-level object, so that it runs on every machine they run on."""
+    lib = _llama_cpp()
+    with _llama_model_params():
+        return lib.Llama(str(path), **kw)
 
 
 class LlamaCppSession:
@@ -113,7 +174,7 @@ class LlamaCppModel(ModelBase):
         self.threads = resolve_threads(threads)
         del file
         from llama_cpp import _internals
-        params = self.lib.llama_model_default_params()
+        params = model_params(self.lib)
         try:
             self.llama_model = _internals.LlamaModel(path_model=str(self.path), params=params, verbose=False)
         except ValueError as e:   # llama.cpp refused the file (an architecture it does not know, ...)

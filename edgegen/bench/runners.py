@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgegen.bench.traffic import KV_TENSORS, DecodeTraffic, decode_traffic
+from edgegen.backends.llamacpp import open_llama
 from edgegen.errors import MissingDependencyError, ModelFileError
 
 TEXT_BACKENDS = ("native", "onnxruntime", "llama.cpp")
@@ -123,7 +124,7 @@ class LlamaCppRunner:
             raise ModelFileError(f"{path}: a folder; llama.cpp reads GGUF files")
         self.info = gguf_info(path, "llama.cpp")      # edgegen's reader checks the file before llama.cpp sees it
         self._lib = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=str(path), n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
+        self.llm = open_llama(path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
                                    n_batch=n_batch, n_ubatch=n_batch, verbose=False)
         self.vocab = self.llm.n_vocab()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgegen.backends.llamacpp import open_llama
+
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -29,7 +31,7 @@ SENTENCES = [
 
 
 def load(path, **kw):
-    return llama_cpp.Llama(str(path), n_ctx=128, n_threads=2, verbose=False, **kw)
+    return open_llama(path, n_ctx=128, n_threads=2, verbose=False, **kw)
 
 
 @pytest.mark.parametrize("quant", ["f32", "f16", "q8_0"])

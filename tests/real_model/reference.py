@@ -12,6 +12,8 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from edgegen.backends.llamacpp import open_llama as _open
+
 N_CTX = 512
 N_THREADS = 1
 GGML_TYPE_F32 = 0    # llama.cpp's KV cache in F32, as edgegen's (its default F16 would round K and V)
@@ -23,7 +25,7 @@ SETTINGS = {
 
 
 def open_llama(path: str | Path, **kw: Any) -> llama_cpp.Llama:
-    return llama_cpp.Llama(str(path), n_ctx=N_CTX, n_threads=N_THREADS, n_threads_batch=N_THREADS,
+    return _open(path, n_ctx=N_CTX, n_threads=N_THREADS, n_threads_batch=N_THREADS,
                            type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, flash_attn=False, verbose=False, **kw)
 
 
