@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import edgegen
-from edgegen.errors import MissingDependencyError, ModelFileError
 from edgegen.backends.llamacpp import open_llama
+from edgegen.errors import MissingDependencyError, ModelFileError
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install '.[llamacpp]')")
 pytest.importorskip("transformers")

@@ -63,7 +63,7 @@ EXTRA_BUFTS_ENV = "EDGEGEN_LLAMACPP_EXTRA_BUFTS"
 def _cpu_reports_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
     try:
         with open(cpuinfo, encoding="ascii", errors="replace") as f:
-            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+            return any(line.startswith("flags") and "amx_tile" in line.partition(":")[2].split() for line in f)
     except OSError:
         return False
 

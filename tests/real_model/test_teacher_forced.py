@@ -28,14 +28,15 @@ def both(smollm2, reference, llama):
     return ours, theirs
 
 
-# Measured 2026-11-23 (llama-cpp-python 0.3.36): 240/256 = 93.75% top-1 agreement, every
-# disagreement a near tie (below). edgegen's prompt GEMM rounds differently from llama.cpp's 8-bit
-# dots, and its Q4_1 min term uses d * sum q where llama.cpp's block_q8_1 stores s = f16(d * sum q);
-# a trial that matched both (the GEMM off for 32-value formats) reached 95.7% but changed the
-# chat answer of test_chat.py and was not kept. Strict: when edgegen matches llama.cpp this passes
-# and the mark must go.
-@pytest.mark.xfail(strict=True, reason="edgegen's Q4_1 arithmetic differs from llama.cpp's: 93.75% top-1 agreement "
-                   "measured, 99% required")
+# Measured 2026-11-23 (llama-cpp-python 0.3.36, AVX2 build): 240/256 = 93.75% top-1 agreement, every
+# disagreement a near tie (below). 99% is more than llama.cpp meets against itself: its AVX-512
+# build of the same version agrees with its AVX2 build at 95.70% here (benchmarks/RESULTS.md,
+# "agreement with llama.cpp, beside llama.cpp's own build spread"; tools/llamacpp_build_spread.py).
+# Every matmul input is rounded to 8 bits, so last-bit differences in summation order grow into
+# near-tie flips; only bit-identical arithmetic with the installed build would pass. Strict: when
+# edgegen matches llama.cpp this passes and the mark must go.
+@pytest.mark.xfail(strict=True, reason="top-1 agreement 93.75% measured, 99% required; llama.cpp's own AVX2 and "
+                   "AVX-512 builds agree at 95.70% (benchmarks/RESULTS.md)")
 def test_top1_agreement_with_llama_cpp(both):
     ours, theirs = both
     a, b = ours.argmax(axis=1), theirs.argmax(axis=1)
