@@ -7,7 +7,9 @@
 - ``cpp-scalar``, ``cpp-avx2``, ``cpp-neon``: the same, with that dot table forced (the scalar
   one runs everywhere; a SIMD one only where the CPU has it);
 - ``cpp-float``: the C++ kernels with float32 activations, weights decoded (``ref.matmul_ref``);
-- ``numba``: the Numba twins (``numba_cpu.py``), float32 activations.
+- ``numba``: the Numba twins (``numba_cpu.py``), float32 activations;
+- ``ggml``: llama.cpp's CPU arithmetic for x86 AVX2 builds, emulated in NumPy (``ggml_x86.py``):
+  slow, Q4_1 / Q8_0 weights only; a yardstick that reproduces llama.cpp's logits bit for bit.
 
 All share the signatures documented in ``ref.py``. ``load_kernels(name)`` returns a
 ``Kernels`` table; the model calls through it and never knows which one runs.
@@ -21,12 +23,13 @@ from typing import Callable
 
 from edgegen.errors import MissingDependencyError, UsageError
 
-KERNEL_NAMES = ("cpp", "cpp-scalar", "cpp-avx2", "cpp-neon", "cpp-float", "numba", "ref")
+KERNEL_NAMES = ("cpp", "cpp-scalar", "cpp-avx2", "cpp-neon", "cpp-float", "numba", "ref", "ggml")
 FUNCTIONS = ("matmul", "get_rows", "rmsnorm", "rope", "attention", "swiglu")
 
 # Which module holds each implementation, and what each function is called there.
-_MODULES = {"cpp": "edgegen.kernels._cpp", "numba": "edgegen.kernels.numba_cpu", "ref": "edgegen.kernels.ref"}
-_SUFFIX = {"cpp": "", "numba": "", "ref": "_ref"}
+_MODULES = {"cpp": "edgegen.kernels._cpp", "numba": "edgegen.kernels.numba_cpu", "ref": "edgegen.kernels.ref",
+            "ggml": "edgegen.kernels.ggml_x86"}
+_SUFFIX = {"cpp": "", "numba": "", "ref": "_ref", "ggml": ""}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@
 tests/real_model/test_teacher_forced.py and its 64 greedy tokens for each golden case, with the
 same settings as tests/real_model/reference.py, and how its logits over those positions in one
 batch compare with the same positions fed one token per eval. `compare` prints, for every pair of recorded
-builds and for edgegen (batch and token by token), the top-1 agreement over those positions and
+builds and for edgegen (default and ggml kernels, batch and token by token), the top-1 agreement over those positions and
 the first greedy token where they part.
 """
 from __future__ import annotations
@@ -60,17 +60,24 @@ def record(tag: str, out: Path) -> None:
 
 
 def edgegen_runs() -> dict[str, tuple[np.ndarray, dict[str, list[int]]]]:
-    """edgegen's logits over the positions in one batch and token by token, and its greedy tokens."""
+    """edgegen's logits over the positions in one batch and token by token, and its greedy tokens,
+    on the default kernels and on the ggml kernels (llama.cpp's AVX2 arithmetic)."""
     import edgegen
     from edgegen.fetch import DEFAULT_CHAT_MODEL, fetch_model
-    model = edgegen.load(fetch_model(DEFAULT_CHAT_MODEL, progress=False), threads=1, n_ctx=512)
-    ids = corpus_ids(model)
-    session = model.new_session()
-    stepwise = np.stack([np.asarray(session.eval([i])).reshape(-1, model.vocab_size)[-1] for i in ids])
+    path = fetch_model(DEFAULT_CHAT_MODEL, progress=False)
     cases = json.loads(GOLDENS.read_text(encoding="utf-8"))["cases"]
-    greedy = {c["name"]: [t.id for t in model.generate(c["prompt_ids"], max_tokens=N_TOKENS, ignore_eos=True, temperature=0.0)]
-              for c in cases}
-    return {"edgegen-batch": (model.logits(ids), greedy), "edgegen-stepwise": (stepwise, greedy)}
+    runs = {}
+    for kernels in ("cpp", "ggml"):
+        model = edgegen.load(path, kernels=kernels, threads=1, n_ctx=512)
+        ids = corpus_ids(model)
+        session = model.new_session()
+        stepwise = np.stack([np.asarray(session.eval([i])).reshape(-1, model.vocab_size)[-1] for i in ids])
+        greedy = {c["name"]: [t.id for t in model.generate(c["prompt_ids"], max_tokens=N_TOKENS, ignore_eos=True,
+                                                           temperature=0.0)] for c in cases}
+        name = "edgegen" if kernels == "cpp" else "edgegen-ggml"
+        runs[f"{name}-batch"] = (model.logits(ids), greedy)
+        runs[f"{name}-stepwise"] = (stepwise, greedy)
+    return runs
 
 
 def first_difference(a: list[int], b: list[int]) -> str:
@@ -78,6 +85,8 @@ def first_difference(a: list[int], b: list[int]) -> str:
 
 
 def compare(out: Path) -> None:
+    for p in sorted(out.glob("*.json")):
+        print(f"{p.stem}: batch vs token by token {json.loads(p.read_text(encoding='utf-8'))['batch_vs_stepwise']}")
     runs = {p.stem: (np.load(p), json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))["greedy"])
             for p in sorted(out.glob("*.npy"))}
     goldens = {c["name"]: c["tokens"] for c in json.loads(GOLDENS.read_text(encoding="utf-8"))["cases"]}

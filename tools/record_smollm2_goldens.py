@@ -1,11 +1,17 @@
-"""Record llama.cpp's greedy tokens for SmolLM2-135M-Instruct into tests/data/smollm2_goldens.json.
+"""Record llama.cpp's greedy tokens and teacher-forced logits for SmolLM2-135M-Instruct into
+tests/data/smollm2_goldens.json.
 
-    python tools/record_smollm2_goldens.py [--model FILE] [--out FILE]
+    PYTHONPATH=/path/to/avx2-build python tools/record_smollm2_goldens.py [--model FILE] [--out FILE]
 
-Run once (needs llama-cpp-python); tests/real_model/test_goldens.py then pins edgegen to these
-ids. The model is fetched through `edgegen pull` unless --model is given; its SHA-256 must be
-the registry's. llama.cpp runs as tests/real_model/reference.py sets it up (F32 KV cache, one
-thread, greedy = argmax of the logits), and the settings are written beside the ids.
+Run once (needs llama-cpp-python, built for x86 AVX2 without AVX-512: benchmarks/RESULTS.md
+gives the CMAKE_ARGS; the script refuses other builds, whose last bits differ);
+tests/real_model then pins edgegen to these. Recorded: 64 greedy ids for each case, and over the
+first 256 tokens of tests/data/corpus.txt the argmax of every position and the SHA-256 of the
+whole float32 logits (256 x 49152, little-endian, C order), so a test can prove bit-identical
+logits without shipping 50 MB. The model is fetched through `edgegen pull` unless --model is
+given; its SHA-256 must be the registry's. llama.cpp runs as tests/real_model/reference.py sets
+it up (F32 KV cache, one thread, greedy = argmax of the logits); the settings and the build's
+features are written beside the ids.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests" / "real_model"))
 import llama_cpp  # noqa: E402
 import reference  # noqa: E402
 
+import edgegen  # noqa: E402
 from edgegen.fetch import MODELS, fetch_model  # noqa: E402
 
 MODEL = MODELS["smollm2-135m-instruct"]
@@ -46,6 +53,23 @@ def record_case(llm, case: dict) -> dict:
     return out
 
 
+def logits_digest(logits) -> str:
+    """SHA-256 of float32 logits as little-endian C-order bytes (what tests recompute)."""
+    import numpy as np
+    return hashlib.sha256(np.ascontiguousarray(logits, dtype="<f4").tobytes()).hexdigest()
+
+
+def record_teacher_forced(llm, path: Path) -> dict:
+    corpus = ROOT / "tests" / "data" / "corpus.txt"
+    ids = edgegen.load(path, n_ctx=reference.N_CTX).tokenizer.encode(corpus.read_text(encoding="utf-8"))
+    ids = ids[:reference.TEACHER_FORCED]
+    assert ids == llm.tokenize(corpus.read_text(encoding="utf-8").encode(), add_bos=False)[:len(ids)]
+    logits = reference.all_logits(llm, ids)
+    return {"text": "tests/data/corpus.txt, its first 256 tokens, one batch from an empty context",
+            "ids": ids, "argmax": [int(i) for i in logits.argmax(axis=1)],
+            "logits_sha256": logits_digest(logits), "logits": "float32, little-endian, C order, (256, 49152)"}
+
+
 def dumps(goldens: dict) -> str:
     """Indented JSON with each list of ids on one line."""
     text = json.dumps(goldens, indent=1, ensure_ascii=False)
@@ -63,15 +87,21 @@ def main() -> None:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != MODEL.sha256:
         sys.exit(f"{path}: expected sha256 {MODEL.sha256}, found {digest}")
+    info = reference.build_info()
+    if not reference.follows_ggml_kernels(info):
+        sys.exit(f"llama.cpp here is built with {info!r}: record with an x86 AVX2 build without AVX-512 "
+                 f"(the arithmetic edgegen's ggml kernels follow; see the docstring)")
     llm = reference.open_llama(path, logits_all=True)
     goldens = {
         "model": {"name": MODEL.name, "file": MODEL.filename, "sha256": digest, "size": MODEL.size,
                   "source": f"PyPI {MODEL.requirement}"},
-        "reference": {"engine": "llama.cpp via llama-cpp-python", "llama_cpp_python": llama_cpp.__version__},
+        "reference": {"engine": "llama.cpp via llama-cpp-python", "llama_cpp_python": llama_cpp.__version__,
+                      "build": info},
         "settings": {**reference.SETTINGS, "max_tokens": MAX_TOKENS,
                      "bos": "none: the file's tokenizer.ggml.add_bos_token is false and the chat template "
                             "writes <|im_start|> itself; add_bos=False on both sides"},
         "cases": [record_case(llm, case) for case in CASES],
+        "teacher_forced": record_teacher_forced(llm, path),
     }
     tmp = a.out.with_name(f".{a.out.name}.{os.getpid()}.tmp")
     tmp.write_text(dumps(goldens), encoding="utf-8")

@@ -35,6 +35,13 @@ def smollm2(smollm2_path):
 
 
 @pytest.fixture(scope="session")
+def smollm2_ggml(smollm2_path):
+    """edgegen's model of the real file on the ``ggml`` kernels (kernels/ggml_x86.py): llama.cpp's
+    x86 AVX2 arithmetic, emulated; slow (about 40 s for 256 positions), so shared."""
+    return edgegen.load(smollm2_path, kernels="ggml", threads=2, n_ctx=N_CTX)
+
+
+@pytest.fixture(scope="session")
 def goldens() -> dict:
     return json.loads((DATA / "smollm2_goldens.json").read_text(encoding="utf-8"))
 

@@ -17,11 +17,25 @@ from edgegen.backends.llamacpp import open_llama as _open
 N_CTX = 512
 N_THREADS = 1
 GGML_TYPE_F32 = 0    # llama.cpp's KV cache in F32, as edgegen's (its default F16 would round K and V)
+TEACHER_FORCED = 256   # positions of tests/data/corpus.txt that test_teacher_forced.py scores
 SETTINGS = {
     "n_ctx": N_CTX, "n_threads": N_THREADS, "kv_cache": "f32", "flash_attn": False, "logits_all": True,
     "greedy": "argmax of the last position's logits (numpy, ties to the lowest id), fed back one token at a time",
     "eos": "ignored: decoding continues past <|im_end|> so every case has exactly max_tokens tokens",
 }
+
+
+def build_info() -> str:
+    """What the installed llama.cpp was compiled for ("CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | ...")."""
+    return llama_cpp.llama_print_system_info().decode().strip()
+
+
+def follows_ggml_kernels(info: str) -> bool:
+    """Whether a llama.cpp build computes as edgegen's ``ggml`` kernels (kernels/ggml_x86.py): an
+    x86 build with AVX2 and FMA and without AVX-512, whose float vectors are 8 lanes wide. Other
+    builds (AVX-512, NEON) sum in other orders and part from it in the last bits."""
+    flags = {f.strip() for f in info.replace("CPU :", "").split("|")}
+    return {"AVX2 = 1", "FMA = 1"} <= flags and "AVX512 = 1" not in flags
 
 
 def open_llama(path: str | Path, **kw: Any) -> llama_cpp.Llama:
@@ -67,4 +81,4 @@ def all_logits(llm: llama_cpp.Llama, ids: list[int]) -> np.ndarray:
     """(len(ids), vocab) float32 logits of a full forward from an empty context."""
     llm.reset()
     llm.eval(ids)
-    return np.asarray(llm.scores[:len(ids)], dtype=np.float32)
+    return np.array(llm.scores[:len(ids)], dtype=np.float32)   # a copy: the next eval writes llm.scores

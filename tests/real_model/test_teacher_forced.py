@@ -1,12 +1,20 @@
-"""Teacher-forced next-token agreement between edgegen and llama.cpp on the real SmolLM2.
+"""Teacher-forced logits of the real SmolLM2 against llama.cpp's.
 
-Both engines see the same 256 ids (the start of tests/data/corpus.txt, English prose) from an
-empty context (edgegen: ``model.logits``; llama.cpp: logits_all=True). The top-1 token must
-agree at 99% or more of the positions, and wherever they differ it must be a near tie in
-edgegen's logits.
+The reference is llama.cpp built for x86 AVX2 (llama-cpp-python 0.3.36), recorded by
+tools/record_smollm2_goldens.py over the first 256 tokens of tests/data/corpus.txt from an empty
+context: the argmax of every position and the SHA-256 of all 256 x 49152 float32 logits.
+
+- edgegen's model code on the ``ggml`` kernels (llama.cpp's arithmetic, kernels/ggml_x86.py)
+  gives those logits bit for bit (same SHA-256), and equals live llama.cpp where the installed
+  build computes as that one.
+- edgegen's default kernels sum in other orders (a prompt GEMM, their own exp, float64 norms):
+  with every matmul input rounded to 8 bits, last-bit differences grow into different near-tie
+  choices. Their top-1 agreement is measured against the same logits (the ggml kernels', which
+  are llama.cpp's) and every disagreement must be a near tie.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,41 +22,72 @@ import pytest
 
 N_POSITIONS = 256
 MIN_AGREEMENT = 0.99
+DEFAULT_KERNELS_FLOOR = 0.93   # measured 0.9375 (2026-11-23 and 2026-12-06): a regression guard
 NEAR_TIE = 1e-2     # of the logit range at that position, as tests/test_llamacpp_agreement.py
 CORPUS = Path(__file__).parents[1] / "data" / "corpus.txt"
 
 
+def digest(logits: np.ndarray) -> str:
+    """As tools/record_smollm2_goldens.py: SHA-256 of little-endian C-order float32 bytes."""
+    return hashlib.sha256(np.ascontiguousarray(logits, dtype="<f4").tobytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
-def both(smollm2, reference, llama):
-    """(edgegen's, llama.cpp's) logits, each (N_POSITIONS, vocab)."""
+def recorded(goldens):
+    return goldens["teacher_forced"]
+
+
+@pytest.fixture(scope="module")
+def ids(smollm2, recorded):
     ids = smollm2.tokenizer.encode(CORPUS.read_text(encoding="utf-8"))[:N_POSITIONS]
-    assert len(ids) == N_POSITIONS
-    ours, theirs = smollm2.logits(ids), reference.all_logits(llama, ids)
-    assert ours.shape == theirs.shape == (N_POSITIONS, smollm2.vocab_size)
-    return ours, theirs
+    assert ids == recorded["ids"]
+    return ids
 
 
-# Measured 2026-11-23 (llama-cpp-python 0.3.36, AVX2 build): 240/256 = 93.75% top-1 agreement, every
-# disagreement a near tie (below). 99% is more than llama.cpp meets against itself: its AVX-512
-# build of the same version agrees with its AVX2 build at 95.70% here (benchmarks/RESULTS.md,
-# "agreement with llama.cpp, beside llama.cpp's own build spread"; tools/llamacpp_build_spread.py).
-# Every matmul input is rounded to 8 bits, so last-bit differences in summation order grow into
-# near-tie flips; only bit-identical arithmetic with the installed build would pass. Strict: when
-# edgegen matches llama.cpp this passes and the mark must go.
-@pytest.mark.xfail(strict=True, reason="top-1 agreement 93.75% measured, 99% required; llama.cpp's own AVX2 and "
-                   "AVX-512 builds agree at 95.70% (benchmarks/RESULTS.md)")
-def test_top1_agreement_with_llama_cpp(both):
-    ours, theirs = both
-    a, b = ours.argmax(axis=1), theirs.argmax(axis=1)
-    agreement = float((a == b).mean())
-    rel = np.abs(ours - theirs).max() / np.abs(theirs).max()
-    assert agreement >= MIN_AGREEMENT, f"top-1 agreement {agreement:.2%} (max relative logit gap {rel:.3g})"
+@pytest.fixture(scope="module")
+def ggml_logits(smollm2_ggml, ids):
+    return smollm2_ggml.logits(ids)
 
 
-# Measured 2026-11-23: 10 of the 11 disagreements are within 1e-2 of the range; position 133 is at
-# 1.10e-2 (before the Q4_1 fix all 16 were within it). Strict, as above: not loosened.
-def test_disagreements_are_near_ties(both):
-    ours, theirs = both
+@pytest.fixture(scope="module")
+def default_logits(smollm2, ids):
+    return smollm2.logits(ids)
+
+
+def test_ggml_kernels_give_llama_cpps_logits_bit_for_bit(ggml_logits, recorded):
+    agreement = float((ggml_logits.argmax(axis=1) == np.array(recorded["argmax"])).mean())
+    assert digest(ggml_logits) == recorded["logits_sha256"], f"not bit-identical (top-1 agreement {agreement:.2%})"
+
+
+def test_ggml_kernels_equal_live_llama_cpp(ggml_logits, ids, reference, llama):
+    info = reference.build_info()
+    if not reference.follows_ggml_kernels(info):
+        pytest.skip(f"the installed llama.cpp is built with {info!r}: its float vectors are not the AVX2 "
+                    f"build's, so its last bits differ (the recorded AVX2 logits are checked instead)")
+    np.testing.assert_array_equal(ggml_logits, reference.all_logits(llama, ids))
+
+
+# Measured 2026-11-23 and 2026-12-06: 240/256 = 93.75%, every disagreement a near tie (below).
+# llama.cpp itself does not reach 99% against another build of itself: its AVX-512 build agrees
+# with its AVX2 build at 95.70% here, and its own logits for a prompt fed token by token agree
+# with its one-batch logits at 97.66% (benchmarks/RESULTS.md). Strict: when the default kernels
+# match llama.cpp this passes and the mark must go.
+@pytest.mark.xfail(strict=True, reason="default kernels: 93.75% top-1 agreement measured, 99% required; the ggml "
+                   "kernels give llama.cpp's logits bit for bit (test above)")
+def test_default_kernels_top1_agreement(default_logits, ggml_logits):
+    agreement = float((default_logits.argmax(axis=1) == ggml_logits.argmax(axis=1)).mean())
+    assert agreement >= MIN_AGREEMENT, f"top-1 agreement {agreement:.2%}"
+
+
+def test_default_kernels_agreement_floor(default_logits, ggml_logits):
+    agreement = float((default_logits.argmax(axis=1) == ggml_logits.argmax(axis=1)).mean())
+    assert agreement >= DEFAULT_KERNELS_FLOOR, f"top-1 agreement {agreement:.2%}"
+
+
+# Measured: position 133 is at 1.10e-2 of the range (the others within 1e-2) when compared with
+# the ggml kernels' logits; strict as above: not loosened.
+def test_default_kernels_disagreements_are_near_ties(default_logits, ggml_logits):
+    ours, theirs = default_logits, ggml_logits
     rows = np.arange(N_POSITIONS)
     choice = theirs.argmax(axis=1)
     gap = (ours.max(axis=1) - ours[rows, choice]) / (ours.max(axis=1) - ours.min(axis=1))

@@ -1,0 +1,366 @@
+"""llama.cpp's CPU arithmetic (ggml, x86 build with AVX2 and FMA), operation by operation, in NumPy.
+
+The ``ggml`` kernels: the same calling convention as ``ref.py``, but each function rounds where
+ggml's CPU backend rounds and sums in the order it sums, so a model run through them gives the
+logits of llama.cpp built for AVX2 (llama-cpp-python 0.3.36 was checked) bit for bit. They are
+a yardstick, not a fast path: edgegen's own kernels sum in other orders, and with every matmul
+input rounded to 8 bits, last-bit differences grow into different near-tie choices (even
+between llama.cpp's own AVX2 and AVX-512 builds; benchmarks/RESULTS.md). With these kernels
+edgegen's model code (graph, weights, tokenizer, RoPE layout, cache) is shown to be llama.cpp's.
+
+What is followed (ggml-cpu, x86 AVX2):
+- matmul on Q4_1 / Q8_0 weights: activations quantized per 32 values (``quantize_row_q8_1`` /
+  ``_q8_0``: d = max|x| / 127 kept as f16, q = round_half_even(x * (127 / max|x|)), and for
+  Q8_1 s = f16(d * sum q) with the unrounded d); per output, 8 float lanes, lane j holding the
+  integer sum of values 4j..4j+3 of each block, accumulated over blocks by fused multiply-add
+  with d_w * d_x, folded as ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)); Q4_1 adds its mins term m * s
+  per block (a fused multiply-add into a float running sum) after the fold;
+- rms_norm fused with its weight: sum of float32 squares in float64, mean and 1/sqrt in float32,
+  y = x * scale * w;
+- RoPE: angles p * theta_scale^i built by repeated float32 multiplication, libm cosf / sinf,
+  x0*cos - x1*sin with the first product fused;
+- attention (no flash attention, float32 KV cache): K.q as ``ggml_vec_dot_f32`` (four 8-lane
+  fused accumulators over runs of 32 values, then its reduction order; q is a permuted view, so
+  llama.cpp takes this path), the softmax with ggml's vectorised expf in 8-value groups summed in
+  float64 and scaled by float32(1 / sum), V.p as llamafile's tinyBLAS (one 8-lane accumulator)
+  for two or more tokens and as ``ggml_vec_dot_f32`` for one (llamafile_sgemm declines a single
+  column), so, like llama.cpp, a prompt in one batch and token by token differ in the last bits;
+- SwiGLU: x / (1 + expf(-x)) * g with the same vectorised expf.
+Fused multiply-adds are computed in float64 and rounded once to float32 (exact but for double
+rounding, about one case in 2^29).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+import numba
+import numpy as np
+
+from edgegen.constants import GGMLType, RopeStyle
+from edgegen.errors import UsageError
+from edgegen.kernels.quants import dequantize
+
+F32, F64 = np.float32, np.float64
+LANES = 8          # one __m256 of float32
+QK = 32            # values per Q8_0 / Q8_1 / Q4_1 block
+STEP = 32          # ggml_vec_dot_f32: GGML_F32_STEP (4 accumulators of 8 lanes)
+
+
+def _fma(a, b, c) -> np.ndarray:
+    """float32 a * b + c rounded once (through float64, where a * b is exact)."""
+    return (np.asarray(a, F64) * np.asarray(b, F64) + np.asarray(c, F64)).astype(F32)
+
+
+def _fold8(acc: np.ndarray) -> np.ndarray:
+    """ggml's hsum_float_8 over the last axis (8 lanes): ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))."""
+    r = acc[..., 4:] + acc[..., :4]            # 4 lanes, float32 adds
+    r2 = r[..., :2] + r[..., 2:]
+    return r2[..., 0] + r2[..., 1]
+
+
+# ---- activations to 8 bits (quantize_row_q8_0 / quantize_row_q8_1) -----------------------------
+
+def quantize_q8(x: np.ndarray, with_sum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """x (T, K) -> q int8 (T, K/32, 32), d float32 (T, K/32) (the f16 value), s float32 (the f16 value)."""
+    T, K = x.shape
+    xb = x.reshape(T, K // QK, QK).astype(F32)
+    amax = np.abs(xb).max(axis=-1)
+    d = amax / F32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax != 0, F32(127) / amax, F32(0)).astype(F32)
+    q = np.rint(xb * inv[..., None]).astype(np.int32)
+    s = (d * q.sum(axis=-1).astype(F32)).astype(np.float16).astype(F32) if with_sum else None
+    return q.astype(np.int8), d.astype(np.float16).astype(F32), s
+
+
+# ---- weight blocks ------------------------------------------------------------------------------
+
+def _q4_1_blocks(w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q4_1 rows (N, row_bytes) -> (d, m) float32 (N, K/32) and nibbles uint8 (N, K/32, 32) in value order."""
+    N = w.shape[0]
+    b = w.reshape(N, K // QK, 20)
+    d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(F32)
+    m = b[..., 2:4].copy().view(np.float16)[..., 0].astype(F32)
+    qs = b[..., 4:]
+    return d, m, np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+
+
+def _q8_0_blocks(w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    N = w.shape[0]
+    b = w.reshape(N, K // QK, 34)
+    return b[..., 0:2].copy().view(np.float16)[..., 0].astype(F32), b[..., 2:].copy().view(np.int8)
+
+
+def _lane_sums(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """Integer lane sums: wq (N, B, 32), xq (T, B, 32) -> (B, T, N, 8) float32, lane j = sum over
+    values 4j..4j+3 of the block (exact: |sum| < 2^15)."""
+    N, B, _ = wq.shape
+    T = xq.shape[0]
+    w4 = wq.reshape(N, B, LANES, 4).astype(F32).transpose(1, 2, 3, 0)     # (B, 8, 4, N)
+    x4 = xq.reshape(T, B, LANES, 4).astype(F32).transpose(1, 2, 0, 3)     # (B, 8, T, 4)
+    return np.matmul(x4, w4).transpose(0, 2, 3, 1)                        # (B, T, N, 8)
+
+
+ROWS_PER_CHUNK = 4096   # weight rows per pass: bounds the (B, T, rows, 8) lane sums
+
+
+def _matmul_q_numpy(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray) -> None:
+    """The spec of ``_matmul_q`` (array at a time; slow on large T): tests hold the two equal."""
+    q4_1 = qtype == GGMLType.Q4_1
+    xq, xd, xs = quantize_q8(x, with_sum=q4_1)
+    for n0 in range(0, w.shape[0], ROWS_PER_CHUNK):
+        rows = w[n0:n0 + ROWS_PER_CHUNK]
+        if q4_1:
+            wd, wm, wq = _q4_1_blocks(rows, K)
+        else:
+            (wd, wq), wm = _q8_0_blocks(rows, K), None
+        lanes = _lane_sums(wq, xq)                                          # (B, T, n, 8)
+        acc = np.zeros(lanes.shape[1:], F32)
+        summs = np.zeros(lanes.shape[1:3], F32)
+        for b in range(lanes.shape[0]):
+            scale = (wd[None, :, b] * xd[:, b, None]).astype(F32)           # d_w * d_x, float32
+            acc = _fma(scale[..., None], lanes[b], acc)
+            if q4_1:
+                summs = _fma(wm[None, :, b], xs[:, b, None], summs)
+        res = _fold8(acc)
+        out[:, n0:n0 + rows.shape[0]] = res + summs if q4_1 else res
+
+
+_UNPACKED: dict[tuple, tuple[np.ndarray, ...]] = {}
+_UNPACKED_MAX = 512   # weight matrices kept unpacked (a 30-layer model has 211)
+
+
+def _unpacked(w: np.ndarray, qtype: GGMLType, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(d, m, quants) of a weight matrix, unpacked once per matrix (weights do not change: the
+    key is the buffer's address, shape and type; the entry holds ``w`` so the address stays its)."""
+    key = (w.__array_interface__["data"][0], w.shape, int(qtype), K)
+    hit = _UNPACKED.get(key)
+    if hit is None:
+        if qtype == GGMLType.Q4_1:
+            hit = _q4_1_blocks(w, K)
+        else:
+            d, q = _q8_0_blocks(w, K)
+            hit = (d, np.zeros_like(d), q)
+        if len(_UNPACKED) >= _UNPACKED_MAX:
+            _UNPACKED.clear()
+        _UNPACKED[key] = hit + (w,)
+        hit = _UNPACKED[key]
+    return hit[0], hit[1], hit[2]
+
+
+@numba.njit(cache=True, parallel=True)
+def _q_dot_kernel(wq, wd, wm, xq, xd, xs, q4_1, out):  # pragma: no cover  (compiled)
+    """out[t, n]: _matmul_q_numpy's arithmetic, one (row, token) at a time (fused multiply-adds
+    in float64 rounded to float32, as _fma)."""
+    N, B = wd.shape
+    T = xd.shape[0]
+    for n in numba.prange(N):
+        acc = np.empty(LANES, np.float32)
+        for t in range(T):
+            acc[:] = 0.0
+            summs = np.float32(0.0)
+            for b in range(B):
+                scale = np.float32(wd[n, b] * xd[t, b])
+                for j in range(LANES):
+                    lane = 0
+                    for i in range(4 * j, 4 * j + 4):
+                        lane += np.int32(wq[n, b, i]) * np.int32(xq[t, b, i])
+                    acc[j] = np.float32(np.float64(scale) * np.float64(lane) + np.float64(acc[j]))
+                if q4_1:
+                    summs = np.float32(np.float64(wm[n, b]) * np.float64(xs[t, b]) + np.float64(summs))
+            r0, r1 = np.float32(acc[4] + acc[0]), np.float32(acc[5] + acc[1])
+            r2, r3 = np.float32(acc[6] + acc[2]), np.float32(acc[7] + acc[3])
+            res = np.float32(np.float32(r0 + r2) + np.float32(r1 + r3))
+            out[t, n] = np.float32(res + summs) if q4_1 else res
+
+
+def _matmul_q(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray) -> None:
+    """out (T, N): each (row, token) as ggml's vec_dot_q4_1_q8_1 / vec_dot_q8_0_q8_0 (compiled)."""
+    q4_1 = qtype == GGMLType.Q4_1
+    xq, xd, xs = quantize_q8(x, with_sum=q4_1)
+    wd, wm, wq = _unpacked(w, qtype, K)
+    xs = xs if q4_1 else np.zeros(xd.shape, F32)
+    res = np.empty((x.shape[0], w.shape[0]), F32)
+    _q_dot_kernel(wq, wd, wm, xq, xd, xs, q4_1, res)
+    out[...] = res
+
+
+def matmul(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """out (T, N) = x (T, K) times the weight rows, as ggml's vec_dot_q4_1_q8_1 / vec_dot_q8_0_q8_0."""
+    qtype = GGMLType(qtype)
+    if qtype not in (GGMLType.Q4_1, GGMLType.Q8_0):
+        raise UsageError(f"kernels 'ggml' follow llama.cpp for Q4_1 and Q8_0 weights only, found {qtype.name}")
+    _matmul_q(w, qtype, K, np.ascontiguousarray(x, F32), out)
+
+
+def get_rows(w: np.ndarray, qtype: GGMLType, K: int, ids: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """Embedding rows: ggml's dequantize_row (d * q in float32), as quants.dequantize."""
+    out[...] = dequantize(w[ids], qtype, K)
+
+
+def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray, threads: int = 1) -> None:
+    """ggml_compute_forward_rms_norm_f32 fused with its MUL: (x * scale) * w."""
+    x = x.astype(F32, copy=False)
+    sq = (x * x).astype(F64)                                   # float32 squares
+    ss = np.zeros(x.shape[:-1], F64)
+    for i in range(x.shape[-1]):                               # summed in float64, in order
+        ss += sq[..., i]
+    mean = (ss / x.shape[-1]).astype(F32)[..., None]
+    scale = (F32(1) / np.sqrt(mean + F32(eps))).astype(F32)
+    out[...] = (x * scale) * weight.astype(F32)
+
+
+# ---- RoPE ---------------------------------------------------------------------------------------
+
+@functools.cache
+def _libm():
+    lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    for name in ("cosf", "sinf", "powf"):
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_float
+        fn.argtypes = [ctypes.c_float] * (2 if name == "powf" else 1)
+    return lib
+
+
+@functools.lru_cache(maxsize=4096)
+def _rope_row(pos: int, n_rot: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of position ``pos`` for each pair, as ggml_rope_cache_init (float32 throughout)."""
+    lib = _libm()
+    theta_scale = F32(lib.powf(F32(theta), F32(-2.0) / F32(n_rot)))
+    angle = F32(pos)
+    cos, sin = np.empty(n_rot // 2, F32), np.empty(n_rot // 2, F32)
+    for i in range(n_rot // 2):
+        cos[i], sin[i] = lib.cosf(angle), lib.sinf(angle)
+        angle = F32(angle * theta_scale)
+    return cos, sin
+
+
+def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, theta: float, style: RopeStyle, threads: int = 1) -> None:
+    """x (T, H, Dh) rotated in place: x0*cos - x1*sin and x0*sin + x1*cos, each with its first product fused."""
+    half = n_rot // 2
+    cs = np.stack([_rope_row(int(p), n_rot, float(theta)) for p in positions])   # (T, 2, half)
+    cos, sin = cs[:, None, 0, :], cs[:, None, 1, :]
+    if RopeStyle(style) == RopeStyle.NORMAL:
+        a, b = x[..., 0:n_rot:2].copy(), x[..., 1:n_rot:2].copy()
+        x[..., 0:n_rot:2] = _fma(a, cos, -(b * sin))
+        x[..., 1:n_rot:2] = _fma(a, sin, b * cos)
+    else:
+        a, b = x[..., :half].copy(), x[..., half:n_rot].copy()
+        x[..., :half] = _fma(a, cos, -(b * sin))
+        x[..., half:n_rot] = _fma(a, sin, b * cos)
+
+
+# ---- expf, SiLU ---------------------------------------------------------------------------------
+
+def v_expf(x: np.ndarray) -> np.ndarray:
+    """ggml's vectorised expf (AVX2 ggml_v_expf), lane by lane: 2^n * (1 + p(b)) with n = round(x / ln 2)."""
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        return _v_expf(x.astype(F32, copy=False))
+
+
+def _h(hex_float: str) -> np.float32:
+    """A float32 constant written as C writes it (0x1.8p23f)."""
+    return F32(float.fromhex(hex_float))
+
+
+def _v_expf(x: np.ndarray) -> np.ndarray:
+    r = _h("0x1.8p23")
+    z = _fma(x, _h("0x1.715476p+0"), r)
+    n = (z - r).astype(F32)
+    b = _fma(-n, _h("0x1.7f7d1cp-20"), _fma(-n, _h("0x1.62e4p-1"), x))
+    e = (z.view(np.int32) << 23).astype(np.int32)
+    k = (e + np.array(F32(1)).view(np.int32)).astype(np.int32).view(F32)
+    c = np.abs(n) > F32(126)
+    u = (b * b).astype(F32)
+    j = _fma(_fma(_fma(_h("0x1.0e4020p-7"), b, _h("0x1.573e2ep-5")), u, _fma(_h("0x1.555e66p-3"), b, _h("0x1.fffdb6p-2"))),
+             u, (_h("0x1.ffffecp-1") * b).astype(F32))
+    plain = _fma(j, k, k)
+    if not c.any():
+        return plain
+    g = np.where(n <= F32(0), np.int32(-0x7E000000), np.int32(0))          # 0x82000000 as int32
+    s1 = (g + np.int32(0x7F000000)).astype(np.int32).view(F32)
+    s2 = (e - g).astype(np.int32).view(F32)
+    d = np.abs(n) > F32(192)
+    big = (_fma(s2, j, s2) * s1).astype(F32)
+    return np.where(d, (s1 * s1).astype(F32), np.where(c, big, plain))
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """ggml_vec_swiglu_f32: (x / (1 + v_expf(-x))) * g, every value in the vector path (n % 8 == 0)."""
+    if gate.shape[-1] % LANES:
+        raise UsageError(f"kernels 'ggml': SwiGLU width {gate.shape[-1]} is not a multiple of {LANES}")
+    x = gate.astype(F32, copy=False)
+    silu = (x / (F32(1) + v_expf(F32(0) - x))).astype(F32)
+    out[...] = silu * up.astype(F32)
+
+
+# ---- attention ----------------------------------------------------------------------------------
+
+def vec_dot_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ggml_vec_dot_f32 over the last axis (a multiple of 32; a and b broadcast): four 8-lane
+    accumulators, then (x0+x2)+(x1+x3), then lanes i+(i+4), then two horizontal adds."""
+    n = a.shape[-1]
+    if n % STEP:
+        raise UsageError(f"kernels 'ggml': dot length {n} is not a multiple of {STEP}")
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    acc = np.zeros(shape + (4, LANES), F32)
+    a4 = a.reshape(a.shape[:-1] + (n // STEP, 4, LANES))
+    b4 = b.reshape(b.shape[:-1] + (n // STEP, 4, LANES))
+    for i in range(n // STEP):
+        acc = _fma(a4[..., i, :, :], b4[..., i, :, :], acc)
+    x = (acc[..., 0:2, :] + acc[..., 2:4, :]).astype(F32)
+    x = (x[..., 0, :] + x[..., 1, :]).astype(F32)
+    t0 = (x[..., :4] + x[..., 4:]).astype(F32)
+    return ((t0[..., 0] + t0[..., 1]) + (t0[..., 2] + t0[..., 3])).astype(F32)
+
+
+def sgemm_dot_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A dot product as llamafile's tinyBLAS (llama.cpp's F32 matmul for 2+ columns) computes it
+    over the last axis (a multiple of 8): one 8-lane fused accumulator, then hsum_float_8."""
+    n = a.shape[-1]
+    if n % LANES:
+        raise UsageError(f"kernels 'ggml': dot length {n} is not a multiple of {LANES}")
+    acc = np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + (LANES,), F32)
+    a8 = a.reshape(a.shape[:-1] + (n // LANES, LANES))
+    b8 = b.reshape(b.shape[:-1] + (n // LANES, LANES))
+    for i in range(n // LANES):
+        acc = _fma(a8[..., i, :], b8[..., i, :], acc)
+    return _fold8(acc)
+
+
+def _softmax_rows(s: np.ndarray) -> np.ndarray:
+    """ggml_vec_soft_max_f32 then the 1/sum scale over the last axis (a multiple of 8; -inf masked)."""
+    mx = s.max(axis=-1, keepdims=True)
+    e = v_expf((s - mx).astype(F32))
+    g = e.reshape(e.shape[:-1] + (e.shape[-1] // LANES, LANES))
+    t = (g[..., 4:] + g[..., :4]).astype(F32)
+    t = (t[..., :2] + t[..., 2:]).astype(F32)
+    part = (t[..., 0] + t[..., 1]).astype(F64)                              # per 8 values, float32 sum
+    total = np.zeros(part.shape[:-1], F64)
+    for i in range(part.shape[-1]):                                         # float64, in order
+        total = total + part[..., i]
+    return (e * (1.0 / total).astype(F32)[..., None]).astype(F32)
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int, scale: float,
+              out: np.ndarray, threads: int = 1) -> None:
+    """Causal grouped-query attention as llama.cpp without flash attention: kq = K.q, softmax of
+    kq * scale + mask, kqv = V^T.p, over the cache padded with zeros to a multiple of 32 rows."""
+    T, Hq, Dh = q.shape
+    Hkv = k_cache.shape[0]
+    n_kv = pos0 + T
+    pad = -(-n_kv // STEP) * STEP
+    K = np.zeros((Hkv, pad, Dh), F32)
+    V = np.zeros((Hkv, pad, Dh), F32)
+    K[:, :n_kv], V[:, :n_kv] = k_cache[:, :n_kv], v_cache[:, :n_kv]
+    kv_head = np.arange(Hq) // (Hq // Hkv)
+    kq = vec_dot_f32(K[kv_head][None, :, :, :], q.astype(F32)[:, :, None, :])      # (T, Hq, pad)
+    s = (kq * F32(scale)).astype(F32)
+    visible = np.arange(pad)[None, :] <= (pos0 + np.arange(T))[:, None]           # (T, pad)
+    s = np.where(visible[:, None, :], s, F32(-np.inf))
+    p = _softmax_rows(s)                                                             # (T, Hq, pad)
+    vt = V[kv_head].transpose(0, 2, 1)                                               # (Hq, Dh, pad)
+    dot = sgemm_dot_f32 if T >= 2 else vec_dot_f32      # llamafile's sgemm serves 2+ columns only
+    out[...] = dot(vt[None, :, :, :], p[:, :, None, :])                             # (T, Hq, Dh)
