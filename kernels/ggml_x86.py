@@ -40,6 +40,7 @@ import numpy as np
 
 from edgegen.constants import GGMLType, RopeStyle
 from edgegen.errors import UsageError
+from edgegen.kernels.numba_cpu import _set_threads
 from edgegen.kernels.quants import dequantize
 
 F32, F64 = np.float32, np.float64
@@ -134,7 +135,9 @@ _UNPACKED_MAX = 512   # weight matrices kept unpacked (a 30-layer model has 211)
 
 def _unpacked(w: np.ndarray, qtype: GGMLType, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(d, m, quants) of a weight matrix, unpacked once per matrix (weights do not change: the
-    key is the buffer's address, shape and type; the entry holds ``w`` so the address stays its)."""
+    key is the buffer's address, shape and type; the entry holds ``w`` so the address stays its).
+    The unpacked copy is about twice the packed size and lives as long as the process (or until
+    _UNPACKED_MAX matrices): these kernels are a yardstick for tests and tools, not a runtime."""
     key = (w.__array_interface__["data"][0], w.shape, int(qtype), K)
     hit = _UNPACKED.get(key)
     if hit is None:
@@ -192,6 +195,7 @@ def matmul(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarra
     qtype = GGMLType(qtype)
     if qtype not in (GGMLType.Q4_1, GGMLType.Q8_0):
         raise UsageError(f"kernels 'ggml' follow llama.cpp for Q4_1 and Q8_0 weights only, found {qtype.name}")
+    _set_threads(threads)    # rows are independent: the thread count does not change a bit
     _matmul_q(w, qtype, K, np.ascontiguousarray(x, F32), out)
 
 

@@ -128,3 +128,13 @@ def test_unsupported_weight_type_is_named():
 def test_loaded_by_name():
     k = load_kernels("ggml")
     assert k.compiled is None and not k.int8_act and k.matmul is G.matmul
+
+
+def test_thread_count_does_not_change_a_bit():
+    rng = np.random.default_rng(RNG_SEED)
+    w = make_weights(GGMLType.Q4_1, 64, 64, rng)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    one, two = np.empty((3, 64), np.float32), np.empty((3, 64), np.float32)
+    G.matmul(w, GGMLType.Q4_1, 64, x, one, threads=1)
+    G.matmul(w, GGMLType.Q4_1, 64, x, two, threads=2)
+    np.testing.assert_array_equal(one, two)
