@@ -35,8 +35,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="native: edgegen's kernels (default); llama.cpp: llama.cpp's logits, edgegen's sampler")
     p.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--kernels", choices=KERNEL_NAMES, default="cpp",
-                   help="kernel implementation (cpp: C++ with the best SIMD this CPU runs; ggml: llama.cpp's "
-                        "x86 AVX2 arithmetic, slow, Q4_1/Q8_0 only)")
+                   help="kernel implementation (cpp: C++ with the best SIMD this CPU runs; ggml / ggml-avx512: "
+                        "llama.cpp's x86 AVX2 / AVX-512 arithmetic, slow, Q4_1/Q8_0 only)")
     p.add_argument("--ctx", type=int, default=None, help="context size (KV cache) in tokens")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: weights and KV cache on an NVIDIA GPU (numba.cuda; native backend)")

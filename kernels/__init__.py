@@ -9,7 +9,8 @@
 - ``cpp-float``: the C++ kernels with float32 activations, weights decoded (``ref.matmul_ref``);
 - ``numba``: the Numba twins (``numba_cpu.py``), float32 activations;
 - ``ggml``: llama.cpp's CPU arithmetic for x86 AVX2 builds, emulated in NumPy (``ggml_x86.py``):
-  slow, Q4_1 / Q8_0 weights only; a yardstick that reproduces llama.cpp's logits bit for bit.
+  slow, Q4_1 / Q8_0 weights only; a yardstick that reproduces llama.cpp's logits bit for bit;
+  ``ggml-avx512``: the same for builds with AVX-512 (16-lane float vectors, its own expf).
 
 All share the signatures documented in ``ref.py``. ``load_kernels(name)`` returns a
 ``Kernels`` table; the model calls through it and never knows which one runs.
@@ -23,7 +24,7 @@ from typing import Callable
 
 from edgegen.errors import MissingDependencyError, UsageError
 
-KERNEL_NAMES = ("cpp", "cpp-scalar", "cpp-avx2", "cpp-neon", "cpp-float", "numba", "ref", "ggml")
+KERNEL_NAMES = ("cpp", "cpp-scalar", "cpp-avx2", "cpp-neon", "cpp-float", "numba", "ref", "ggml", "ggml-avx512")
 FUNCTIONS = ("matmul", "get_rows", "rmsnorm", "rope", "attention", "swiglu")
 
 # Which module holds each implementation, and what each function is called there.
@@ -65,6 +66,11 @@ def load_kernels(name: str = "cpp") -> Kernels:
         fns["matmul"] = functools.partial(module.matmul, isa=isa, int8_act=int8_act)
         fns["attention"] = functools.partial(module.attention, isa=isa)
         fns["swiglu"] = functools.partial(module.swiglu, isa=isa)
+    elif family == "ggml":
+        isa = ""
+        if variant == "avx512":   # 16-lane float vectors where ggml's AVX-512 code differs
+            fns["attention"] = functools.partial(module.attention, width=16)
+            fns["swiglu"] = functools.partial(module.swiglu, width=16)
     else:
         isa = ""
     return Kernels(name=name, int8_act=int8_act, isa=isa, compiled=module if family == "cpp" else None, **fns)

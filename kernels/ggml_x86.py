@@ -1,8 +1,11 @@
-"""llama.cpp's CPU arithmetic (ggml, x86 build with AVX2 and FMA), operation by operation, in NumPy.
+"""llama.cpp's CPU arithmetic (ggml, x86 builds with AVX2 and FMA, or AVX-512), op by op, in NumPy.
 
 The ``ggml`` kernels: the same calling convention as ``ref.py``, but each function rounds where
 ggml's CPU backend rounds and sums in the order it sums, so a model run through them gives the
-logits of llama.cpp built for AVX2 (llama-cpp-python 0.3.36 was checked) bit for bit. They are
+logits of llama.cpp built for AVX2 (llama-cpp-python 0.3.36 was checked) bit for bit. The
+``ggml-avx512`` kernels (``width=16`` below) do the same for a build with AVX-512, whose float
+vectors are 16 lanes wide and whose expf is another form; the 8-bit dot products, quantization,
+rms_norm and RoPE are the same code in both builds. They are
 a yardstick, not a fast path: edgegen's own kernels sum in other orders, and with every matmul
 input rounded to 8 bits, last-bit differences grow into different near-tie choices (even
 between llama.cpp's own AVX2 and AVX-512 builds; benchmarks/RESULTS.md). With these kernels
@@ -27,7 +30,10 @@ What is followed (ggml-cpu, x86 AVX2):
   column), so, like llama.cpp, a prompt in one batch and token by token differ in the last bits;
 - SwiGLU: x / (1 + expf(-x)) * g with the same vectorised expf.
 Fused multiply-adds are computed in float64 and rounded once to float32 (exact but for double
-rounding, about one case in 2^29).
+rounding, about one case in 2^29). With ``width=16``: vec_dot_f32 keeps four 16-lane accumulators
+(runs of 64) and ends with _mm512_reduce_add_ps, tinyBLAS keeps one 16-lane accumulator, the
+softmax sums 16-value vectors, and expf is ggml's AVX-512 form (a polynomial in 1 + ... and
+_mm512_scalef_ps).
 """
 from __future__ import annotations
 
@@ -46,7 +52,6 @@ from edgegen.kernels.quants import dequantize
 F32, F64 = np.float32, np.float64
 LANES = 8          # one __m256 of float32
 QK = 32            # values per Q8_0 / Q8_1 / Q4_1 block
-STEP = 32          # ggml_vec_dot_f32: GGML_F32_STEP (4 accumulators of 8 lanes)
 
 
 def _fma(a, b, c) -> np.ndarray:
@@ -59,6 +64,12 @@ def _fold8(acc: np.ndarray) -> np.ndarray:
     r = acc[..., 4:] + acc[..., :4]            # 4 lanes, float32 adds
     r2 = r[..., :2] + r[..., 2:]
     return r2[..., 0] + r2[..., 1]
+
+
+def _hsum(acc: np.ndarray) -> np.ndarray:
+    """A vector's horizontal sum over the last axis: 8 lanes as _fold8; 16 as GCC's
+    _mm512_reduce_add_ps (the two 256-bit halves added, then as _fold8)."""
+    return _fold8(acc[..., 8:] + acc[..., :8]) if acc.shape[-1] == 16 else _fold8(acc)
 
 
 # ---- activations to 8 bits (quantize_row_q8_0 / quantize_row_q8_1) -----------------------------
@@ -258,10 +269,12 @@ def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, theta: float, style: 
 
 # ---- expf, SiLU ---------------------------------------------------------------------------------
 
-def v_expf(x: np.ndarray) -> np.ndarray:
-    """ggml's vectorised expf (AVX2 ggml_v_expf), lane by lane: 2^n * (1 + p(b)) with n = round(x / ln 2)."""
+def v_expf(x: np.ndarray, width: int = LANES) -> np.ndarray:
+    """ggml's vectorised expf, lane by lane: 2^n * (1 + p(b)) with n = round(x / ln 2); the AVX2
+    version (``width`` 8) or the AVX-512 one (16: another polynomial form and _mm512_scalef_ps)."""
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
-        return _v_expf(x.astype(F32, copy=False))
+        x = x.astype(F32, copy=False)
+        return _v_expf_avx512(x) if width == 16 else _v_expf(x)
 
 
 def _h(hex_float: str) -> np.float32:
@@ -291,57 +304,71 @@ def _v_expf(x: np.ndarray) -> np.ndarray:
     return np.where(d, (s1 * s1).astype(F32), np.where(c, big, plain))
 
 
-def swiglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
-    """ggml_vec_swiglu_f32: (x / (1 + v_expf(-x))) * g, every value in the vector path (n % 8 == 0)."""
-    if gate.shape[-1] % LANES:
-        raise UsageError(f"kernels 'ggml': SwiGLU width {gate.shape[-1]} is not a multiple of {LANES}")
+def _v_expf_avx512(x: np.ndarray) -> np.ndarray:
+    r = _h("0x1.8p23")
+    z = _fma(x, _h("0x1.715476p+0"), r)
+    n = (z - r).astype(F32)
+    b = _fma(-n, _h("0x1.7f7d1cp-20"), _fma(-n, _h("0x1.62e4p-1"), x))
+    u = (b * b).astype(F32)
+    j = _fma(_fma(_fma(_h("0x1.0e4020p-7"), b, _h("0x1.573e2ep-5")), u, _fma(_h("0x1.555e66p-3"), b, _h("0x1.fffdb6p-2"))),
+             u, _fma(_h("0x1.ffffecp-1"), b, F32(1)))
+    res = np.ldexp(j, np.where(np.isfinite(n), n, 0).astype(np.int32)).astype(F32)   # _mm512_scalef_ps(j, n)
+    d = np.abs(n) > F32(192)
+    return np.where(d, np.where(n <= F32(0), F32(0), F32(np.inf)), res).astype(F32)
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray, threads: int = 1, width: int = LANES) -> None:
+    """ggml_vec_swiglu_f32: (x / (1 + v_expf(-x))) * g, every value in the vector path (n % width == 0)."""
+    if gate.shape[-1] % width:
+        raise UsageError(f"kernels 'ggml': SwiGLU width {gate.shape[-1]} is not a multiple of {width}")
     x = gate.astype(F32, copy=False)
-    silu = (x / (F32(1) + v_expf(F32(0) - x))).astype(F32)
+    silu = (x / (F32(1) + v_expf(F32(0) - x, width))).astype(F32)
     out[...] = silu * up.astype(F32)
 
 
 # ---- attention ----------------------------------------------------------------------------------
 
-def vec_dot_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """ggml_vec_dot_f32 over the last axis (a multiple of 32; a and b broadcast): four 8-lane
-    accumulators, then (x0+x2)+(x1+x3), then lanes i+(i+4), then two horizontal adds."""
-    n = a.shape[-1]
-    if n % STEP:
-        raise UsageError(f"kernels 'ggml': dot length {n} is not a multiple of {STEP}")
+def vec_dot_f32(a: np.ndarray, b: np.ndarray, width: int = LANES) -> np.ndarray:
+    """ggml_vec_dot_f32 over the last axis (a multiple of 4 * width; a and b broadcast): four
+    ``width``-lane accumulators, then (x0+x2)+(x1+x3), then for 8 lanes lanes i+(i+4) and two
+    horizontal adds, for 16 lanes _mm512_reduce_add_ps."""
+    n, step = a.shape[-1], 4 * width
+    if n % step:
+        raise UsageError(f"kernels 'ggml': dot length {n} is not a multiple of {step}")
     shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    acc = np.zeros(shape + (4, LANES), F32)
-    a4 = a.reshape(a.shape[:-1] + (n // STEP, 4, LANES))
-    b4 = b.reshape(b.shape[:-1] + (n // STEP, 4, LANES))
-    for i in range(n // STEP):
+    acc = np.zeros(shape + (4, width), F32)
+    a4 = a.reshape(a.shape[:-1] + (n // step, 4, width))
+    b4 = b.reshape(b.shape[:-1] + (n // step, 4, width))
+    for i in range(n // step):
         acc = _fma(a4[..., i, :, :], b4[..., i, :, :], acc)
     x = (acc[..., 0:2, :] + acc[..., 2:4, :]).astype(F32)
     x = (x[..., 0, :] + x[..., 1, :]).astype(F32)
+    if width == 16:
+        return _hsum(x)
     t0 = (x[..., :4] + x[..., 4:]).astype(F32)
     return ((t0[..., 0] + t0[..., 1]) + (t0[..., 2] + t0[..., 3])).astype(F32)
 
 
-def sgemm_dot_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def sgemm_dot_f32(a: np.ndarray, b: np.ndarray, width: int = LANES) -> np.ndarray:
     """A dot product as llamafile's tinyBLAS (llama.cpp's F32 matmul for 2+ columns) computes it
-    over the last axis (a multiple of 8): one 8-lane fused accumulator, then hsum_float_8."""
+    over the last axis (a multiple of ``width``): one ``width``-lane fused accumulator, then hsum."""
     n = a.shape[-1]
-    if n % LANES:
-        raise UsageError(f"kernels 'ggml': dot length {n} is not a multiple of {LANES}")
-    acc = np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + (LANES,), F32)
-    a8 = a.reshape(a.shape[:-1] + (n // LANES, LANES))
-    b8 = b.reshape(b.shape[:-1] + (n // LANES, LANES))
-    for i in range(n // LANES):
+    if n % width:
+        raise UsageError(f"kernels 'ggml': dot length {n} is not a multiple of {width}")
+    acc = np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + (width,), F32)
+    a8 = a.reshape(a.shape[:-1] + (n // width, width))
+    b8 = b.reshape(b.shape[:-1] + (n // width, width))
+    for i in range(n // width):
         acc = _fma(a8[..., i, :], b8[..., i, :], acc)
-    return _fold8(acc)
+    return _hsum(acc)
 
 
-def _softmax_rows(s: np.ndarray) -> np.ndarray:
-    """ggml_vec_soft_max_f32 then the 1/sum scale over the last axis (a multiple of 8; -inf masked)."""
+def _softmax_rows(s: np.ndarray, width: int = LANES) -> np.ndarray:
+    """ggml_vec_soft_max_f32 then the 1/sum scale over the last axis (a multiple of ``width``;
+    -inf masked): exp per vector, each vector's hsum added to a float64 sum in order."""
     mx = s.max(axis=-1, keepdims=True)
-    e = v_expf((s - mx).astype(F32))
-    g = e.reshape(e.shape[:-1] + (e.shape[-1] // LANES, LANES))
-    t = (g[..., 4:] + g[..., :4]).astype(F32)
-    t = (t[..., :2] + t[..., 2:]).astype(F32)
-    part = (t[..., 0] + t[..., 1]).astype(F64)                              # per 8 values, float32 sum
+    e = v_expf((s - mx).astype(F32), width)
+    part = _hsum(e.reshape(e.shape[:-1] + (e.shape[-1] // width, width))).astype(F64)
     total = np.zeros(part.shape[:-1], F64)
     for i in range(part.shape[-1]):                                         # float64, in order
         total = total + part[..., i]
@@ -349,22 +376,22 @@ def _softmax_rows(s: np.ndarray) -> np.ndarray:
 
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int, scale: float,
-              out: np.ndarray, threads: int = 1) -> None:
+              out: np.ndarray, threads: int = 1, width: int = LANES) -> None:
     """Causal grouped-query attention as llama.cpp without flash attention: kq = K.q, softmax of
     kq * scale + mask, kqv = V^T.p, over the cache padded with zeros to a multiple of 32 rows."""
     T, Hq, Dh = q.shape
     Hkv = k_cache.shape[0]
     n_kv = pos0 + T
-    pad = -(-n_kv // STEP) * STEP
+    pad = -(-n_kv // (4 * width)) * (4 * width)
     K = np.zeros((Hkv, pad, Dh), F32)
     V = np.zeros((Hkv, pad, Dh), F32)
     K[:, :n_kv], V[:, :n_kv] = k_cache[:, :n_kv], v_cache[:, :n_kv]
     kv_head = np.arange(Hq) // (Hq // Hkv)
-    kq = vec_dot_f32(K[kv_head][None, :, :, :], q.astype(F32)[:, :, None, :])      # (T, Hq, pad)
+    kq = vec_dot_f32(K[kv_head][None, :, :, :], q.astype(F32)[:, :, None, :], width)   # (T, Hq, pad)
     s = (kq * F32(scale)).astype(F32)
     visible = np.arange(pad)[None, :] <= (pos0 + np.arange(T))[:, None]           # (T, pad)
     s = np.where(visible[:, None, :], s, F32(-np.inf))
-    p = _softmax_rows(s)                                                             # (T, Hq, pad)
+    p = _softmax_rows(s, width)                                                      # (T, Hq, pad)
     vt = V[kv_head].transpose(0, 2, 1)                                               # (Hq, Dh, pad)
     dot = sgemm_dot_f32 if T >= 2 else vec_dot_f32      # llamafile's sgemm serves 2+ columns only
-    out[...] = dot(vt[None, :, :, :], p[:, :, None, :])                             # (T, Hq, Dh)
+    out[...] = dot(vt[None, :, :, :], p[:, :, None, :], width)                      # (T, Hq, Dh)

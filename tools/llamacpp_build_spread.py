@@ -9,7 +9,7 @@
 tests/real_model/test_teacher_forced.py and its 64 greedy tokens for each golden case, with the
 same settings as tests/real_model/reference.py, and how its logits over those positions in one
 batch compare with the same positions fed one token per eval. `compare` prints, for every pair of recorded
-builds and for edgegen (default and ggml kernels, batch and token by token), the top-1 agreement over those positions and
+builds and for edgegen (default, ggml and ggml-avx512 kernels, batch and token by token), the top-1 agreement over those positions and
 the first greedy token where they part.
 """
 from __future__ import annotations
@@ -61,20 +61,20 @@ def record(tag: str, out: Path) -> None:
 
 def edgegen_runs() -> dict[str, tuple[np.ndarray, dict[str, list[int]]]]:
     """edgegen's logits over the positions in one batch and token by token, and its greedy tokens,
-    on the default kernels and on the ggml kernels (llama.cpp's AVX2 arithmetic)."""
+    on the default kernels and on the ggml kernels (llama.cpp's AVX2 and AVX-512 arithmetic)."""
     import edgegen
     from edgegen.fetch import DEFAULT_CHAT_MODEL, fetch_model
     path = fetch_model(DEFAULT_CHAT_MODEL, progress=False)
     cases = json.loads(GOLDENS.read_text(encoding="utf-8"))["cases"]
     runs = {}
-    for kernels in ("cpp", "ggml"):
+    for kernels in ("cpp", "ggml", "ggml-avx512"):
         model = edgegen.load(path, kernels=kernels, threads=1, n_ctx=512)
         ids = corpus_ids(model)
         session = model.new_session()
         stepwise = np.stack([np.asarray(session.eval([i])).reshape(-1, model.vocab_size)[-1] for i in ids])
         greedy = {c["name"]: [t.id for t in model.generate(c["prompt_ids"], max_tokens=N_TOKENS, ignore_eos=True,
                                                            temperature=0.0)] for c in cases}
-        name = "edgegen" if kernels == "cpp" else "edgegen-ggml"
+        name = "edgegen" if kernels == "cpp" else f"edgegen-{kernels}"
         runs[f"{name}-batch"] = (model.logits(ids), greedy)
         runs[f"{name}-stepwise"] = (stepwise, greedy)
     return runs

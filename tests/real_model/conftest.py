@@ -42,6 +42,18 @@ def smollm2_ggml(smollm2_path):
 
 
 @pytest.fixture(scope="session")
+def smollm2_live_ggml(reference, smollm2_path, smollm2_ggml):
+    """edgegen on the ggml kernels that compute as the installed llama.cpp build (ggml for AVX2,
+    ggml-avx512 for AVX-512), or a skip naming the build when none does."""
+    info = reference.build_info()
+    kernels = reference.ggml_kernels_for(info)
+    if kernels is None:
+        pytest.skip(f"no edgegen kernels follow the installed llama.cpp build ({info!r}): the ggml kernels "
+                    f"emulate x86 AVX2 and AVX-512 builds (the recorded AVX2 goldens are checked instead)")
+    return smollm2_ggml if kernels == "ggml" else edgegen.load(smollm2_path, kernels=kernels, threads=2, n_ctx=N_CTX)
+
+
+@pytest.fixture(scope="session")
 def goldens() -> dict:
     return json.loads((DATA / "smollm2_goldens.json").read_text(encoding="utf-8"))
 

@@ -30,12 +30,20 @@ def build_info() -> str:
     return llama_cpp.llama_print_system_info().decode().strip()
 
 
-def follows_ggml_kernels(info: str) -> bool:
-    """Whether a llama.cpp build computes as edgegen's ``ggml`` kernels (kernels/ggml_x86.py): an
-    x86 build with AVX2 and FMA and without AVX-512, whose float vectors are 8 lanes wide. Other
-    builds (AVX-512, NEON) sum in other orders and part from it in the last bits."""
+def ggml_kernels_for(info: str) -> str | None:
+    """The edgegen kernels that compute as this llama.cpp build (kernels/ggml_x86.py): ``ggml``
+    for an x86 build with AVX2 and FMA (8-lane float vectors), ``ggml-avx512`` for one with
+    AVX-512 as well (16 lanes, its own expf); None for others (NEON, ...), which sum in other
+    orders."""
     flags = {f.strip() for f in info.replace("CPU :", "").split("|")}
-    return {"AVX2 = 1", "FMA = 1"} <= flags and "AVX512 = 1" not in flags
+    if not {"AVX2 = 1", "FMA = 1"} <= flags:
+        return None
+    return "ggml-avx512" if "AVX512 = 1" in flags else "ggml"
+
+
+def follows_ggml_kernels(info: str) -> bool:
+    """Whether a build computes as the ``ggml`` kernels (x86 AVX2, no AVX-512): the goldens' build."""
+    return ggml_kernels_for(info) == "ggml"
 
 
 def open_llama(path: str | Path, **kw: Any) -> llama_cpp.Llama:

@@ -3,7 +3,8 @@
 The goldens (tests/data/smollm2_goldens.json) were recorded by tools/record_smollm2_goldens.py
 with llama-cpp-python built for x86 AVX2 (version, build and settings inside the file).
 - edgegen on the ``ggml`` kernels (llama.cpp's arithmetic, kernels/ggml_x86.py) must give them
-  exactly, and equal live llama.cpp where the installed build computes as that one.
+  exactly, and equal live llama.cpp on the kernels that follow the installed build (``ggml``
+  for AVX2, ``ggml-avx512`` for AVX-512).
 - edgegen's default kernels sum in other orders and part from them at near ties (xfail below,
   strict); at every step the golden token must be their argmax or a near tie. A greedy mismatch
   is reported with the gap between edgegen's two best logits at that step.
@@ -89,14 +90,17 @@ def test_ggml_kernels_give_the_goldens(smollm2_ggml, goldens, ggml_runs, name):
     assert ours == case["tokens"], explain(smollm2_ggml, prompt, ours, case["tokens"])
 
 
+@pytest.fixture(scope="module")
+def live_ggml_runs(smollm2_live_ggml, smollm2_ggml, ggml_runs, goldens):
+    """The runs of the ggml kernels that follow the installed llama.cpp build."""
+    return ggml_runs if smollm2_live_ggml is smollm2_ggml else make_runs(smollm2_live_ggml, goldens)
+
+
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_ggml_kernels_equal_live_llama_cpp(smollm2_ggml, goldens, ggml_runs, reference, llama, name):
-    info = reference.build_info()
-    if not reference.follows_ggml_kernels(info):
-        pytest.skip(f"the installed llama.cpp is built with {info!r}: its float vectors are not the AVX2 "
-                    f"build's, so its last bits differ (the recorded goldens are checked instead)")
+def test_ggml_kernels_equal_live_llama_cpp(goldens, live_ggml_runs, reference, llama, name):
+    """Against the installed build, on the ggml kernels that follow it (AVX2 or AVX-512)."""
     case = get_case(goldens, name)
-    prompt, ours = ggml_runs(name)
+    prompt, ours = live_ggml_runs(name)
     assert reference.case_ids(llama, case) == prompt
     assert reference.greedy(llama, prompt, len(case["tokens"])) == ours
 
