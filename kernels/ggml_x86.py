@@ -201,10 +201,22 @@ def _matmul_q(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.nda
     out[...] = res
 
 
+MATMUL_TYPES = (GGMLType.Q4_1, GGMLType.Q8_0)
+
+
+def check_weights(tensors) -> None:
+    """Refuse, before any token is computed, a model whose matmul weights (QTensor-likes with
+    ``name`` and ``qtype``) these kernels do not follow."""
+    for t in tensors:
+        if GGMLType(t.qtype) not in MATMUL_TYPES:
+            raise UsageError(f"kernels 'ggml' follow llama.cpp for Q4_1 and Q8_0 weights only; "
+                             f"{t.name} is {GGMLType(t.qtype).name}")
+
+
 def matmul(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
     """out (T, N) = x (T, K) times the weight rows, as ggml's vec_dot_q4_1_q8_1 / vec_dot_q8_0_q8_0."""
     qtype = GGMLType(qtype)
-    if qtype not in (GGMLType.Q4_1, GGMLType.Q8_0):
+    if qtype not in MATMUL_TYPES:
         raise UsageError(f"kernels 'ggml' follow llama.cpp for Q4_1 and Q8_0 weights only, found {qtype.name}")
     _set_threads(threads)    # rows are independent: the thread count does not change a bit
     _matmul_q(w, qtype, K, np.ascontiguousarray(x, F32), out)

@@ -149,3 +149,10 @@ def test_thread_count_does_not_change_a_bit():
     G.matmul(w, GGMLType.Q4_1, 64, x, one, threads=1)
     G.matmul(w, GGMLType.Q4_1, 64, x, two, threads=2)
     np.testing.assert_array_equal(one, two)
+
+
+def test_a_model_with_other_weight_types_is_refused_at_load():
+    import edgegen
+    from edgegen.cli import default_model
+    with pytest.raises(UsageError, match=r"Q4_1 and Q8_0 weights only; \S+ is F16"):
+        edgegen.load(default_model(), kernels="ggml")
