@@ -59,6 +59,7 @@ def load_kernels(name: str = "cpp") -> Kernels:
             f"kernels '{name}' are unavailable ({e}); reinstall with `pip install --force-reinstall edgegen`") from None
     fns = {f: getattr(module, f + _SUFFIX[family]) for f in FUNCTIONS}
     int8_act = family == "cpp" and variant != "float"
+    isa = ""
     if family == "cpp":
         isa = "auto" if variant in ("", "float") else variant
         if isa != "auto" and isa not in module.isa_names():
@@ -66,13 +67,9 @@ def load_kernels(name: str = "cpp") -> Kernels:
         fns["matmul"] = functools.partial(module.matmul, isa=isa, int8_act=int8_act)
         fns["attention"] = functools.partial(module.attention, isa=isa)
         fns["swiglu"] = functools.partial(module.swiglu, isa=isa)
-    elif family == "ggml":
-        isa = ""
-        if variant == "avx512":   # 16-lane float vectors where ggml's AVX-512 code differs
-            fns["attention"] = functools.partial(module.attention, width=16)
-            fns["swiglu"] = functools.partial(module.swiglu, width=16)
-    else:
-        isa = ""
+    elif family == "ggml" and variant == "avx512":   # 16-lane float vectors where ggml's AVX-512 code differs
+        fns["attention"] = functools.partial(module.attention, width=16)
+        fns["swiglu"] = functools.partial(module.swiglu, width=16)
     return Kernels(name=name, int8_act=int8_act, isa=isa, compiled=module if family == "cpp" else None, **fns)
 
 

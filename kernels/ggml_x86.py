@@ -47,7 +47,7 @@ import numpy as np
 from edgegen.constants import GGMLType, RopeStyle
 from edgegen.errors import UsageError
 from edgegen.kernels.numba_cpu import _set_threads
-from edgegen.kernels.quants import dequantize
+from edgegen.kernels import quants, ref
 
 F32, F64 = np.float32, np.float64
 LANES = 8          # one __m256 of float32
@@ -75,34 +75,36 @@ def _hsum(acc: np.ndarray) -> np.ndarray:
 # ---- activations to 8 bits (quantize_row_q8_0 / quantize_row_q8_1) -----------------------------
 
 def quantize_q8(x: np.ndarray, with_sum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """x (T, K) -> q int8 (T, K/32, 32), d float32 (T, K/32) (the f16 value), s float32 (the f16 value)."""
+    """x (T, K) -> q int8 (T, K/32, 32), d float32 (T, K/32) (the f16 value), s float32 (the f16 value).
+
+    q and d are ref.quantize_act_ref's (the same rounding as ggml's); s is block_q8_1's
+    f16(d * sum q) with the unrounded d = max|x| / 127."""
     T, K = x.shape
-    xb = x.reshape(T, K // QK, QK).astype(F32)
-    amax = np.abs(xb).max(axis=-1)
-    d = amax / F32(127)
-    with np.errstate(divide="ignore"):
-        inv = np.where(amax != 0, F32(127) / amax, F32(0)).astype(F32)
-    q = np.rint(xb * inv[..., None]).astype(np.int32)
-    s = (d * q.sum(axis=-1).astype(F32)).astype(np.float16).astype(F32) if with_sum else None
-    return q.astype(np.int8), d.astype(np.float16).astype(F32), s
+    q, d = ref.quantize_act_ref(x, QK)
+    q = q.reshape(T, K // QK, QK)
+    if not with_sum:
+        return q, d, None
+    unrounded = np.abs(x.reshape(T, K // QK, QK).astype(F32)).max(axis=-1) / F32(127)
+    s = (unrounded * q.astype(np.int32).sum(axis=-1).astype(F32)).astype(np.float16).astype(F32)
+    return q, d, s
 
 
 # ---- weight blocks ------------------------------------------------------------------------------
 
 def _q4_1_blocks(w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Q4_1 rows (N, row_bytes) -> (d, m) float32 (N, K/32) and nibbles uint8 (N, K/32, 32) in value order."""
-    N = w.shape[0]
-    b = w.reshape(N, K // QK, 20)
-    d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(F32)
-    m = b[..., 2:4].copy().view(np.float16)[..., 0].astype(F32)
-    qs = b[..., 4:]
-    return d, m, np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+    N, B = w.shape[0], K // QK
+    b = quants._split(w, 20)
+    qs = b[:, 4:]
+    nibbles = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+    return quants._f16(b[:, 0:2]).reshape(N, B), quants._f16(b[:, 2:4]).reshape(N, B), nibbles.reshape(N, B, QK)
 
 
 def _q8_0_blocks(w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    N = w.shape[0]
-    b = w.reshape(N, K // QK, 34)
-    return b[..., 0:2].copy().view(np.float16)[..., 0].astype(F32), b[..., 2:].copy().view(np.int8)
+    """Q8_0 rows (N, row_bytes) -> d float32 (N, K/32) and quants int8 (N, K/32, 32)."""
+    N, B = w.shape[0], K // QK
+    b = quants._split(w, 34)
+    return quants._f16(b[:, 0:2]).reshape(N, B), b[:, 2:].view(np.int8).reshape(N, B, QK)
 
 
 def _lane_sums(wq: np.ndarray, xq: np.ndarray) -> np.ndarray:
@@ -222,9 +224,8 @@ def matmul(w: np.ndarray, qtype: GGMLType, K: int, x: np.ndarray, out: np.ndarra
     _matmul_q(w, qtype, K, np.ascontiguousarray(x, F32), out)
 
 
-def get_rows(w: np.ndarray, qtype: GGMLType, K: int, ids: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
-    """Embedding rows: ggml's dequantize_row (d * q in float32), as quants.dequantize."""
-    out[...] = dequantize(w[ids], qtype, K)
+# Embedding rows: ggml's dequantize_row is d * q in float32, as quants.dequantize (ref's get_rows).
+get_rows = ref.get_rows_ref
 
 
 def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray, threads: int = 1) -> None:

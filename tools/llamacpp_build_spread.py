@@ -8,9 +8,9 @@
 `record` saves the build's logits for the 256 teacher-forced positions of
 tests/real_model/test_teacher_forced.py and its 64 greedy tokens for each golden case, with the
 same settings as tests/real_model/reference.py, and how its logits over those positions in one
-batch compare with the same positions fed one token per eval. `compare` prints, for every pair of recorded
-builds and for edgegen (default, ggml and ggml-avx512 kernels, batch and token by token), the top-1 agreement over those positions and
-the first greedy token where they part.
+batch compare with the same positions fed one token per eval. `compare` prints, for every pair
+of recorded builds and edgegen runs (default, ggml and ggml-avx512 kernels, batch and token by
+token), the top-1 agreement over those positions and the first greedy token where they part.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def record(tag: str, out: Path) -> None:
     stepwise = []
     for i in ids:   # the same positions one token per eval
         llm.eval([i])
-        stepwise.append(np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32))
+        stepwise.append(np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32))   # a copy, as all_logits
     invariance = {"top1": float((batch.argmax(1) == np.stack(stepwise).argmax(1)).mean()),
                   "max_abs_diff": float(np.abs(batch - np.stack(stepwise)).max())}
     np.save(out / f"{tag}.npy", batch)

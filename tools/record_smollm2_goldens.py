@@ -88,7 +88,7 @@ def main() -> None:
     if digest != MODEL.sha256:
         sys.exit(f"{path}: expected sha256 {MODEL.sha256}, found {digest}")
     info = reference.build_info()
-    if not reference.follows_ggml_kernels(info):
+    if reference.ggml_kernels_for(info) != "ggml":
         sys.exit(f"llama.cpp here is built with {info!r}: record with an x86 AVX2 build without AVX-512 "
                  f"(the arithmetic edgegen's ggml kernels follow; see the docstring)")
     llm = reference.open_llama(path, logits_all=True)

@@ -89,9 +89,7 @@ class NativeModel(GGUFModel):
         self.kernels = load_kernels(kernels)
         if self.kernels.name.startswith("ggml"):      # llama.cpp's arithmetic: Q4_1 / Q8_0 matmuls only
             from edgegen.kernels.ggml_x86 import check_weights
-            w = self.weights
-            check_weights([w.output] + [getattr(layer, f) for layer in w.layers
-                                        for f in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")])
+            check_weights([self.weights.output] + [m for layer in self.weights.layers for m in layer.matrices])
         # C++ kernels run the whole forward in one call; `compiled=False` keeps the Python loop
         self.compiled = llama.CompiledForward(self.config, self.weights, self.kernels) if (
             compiled and self.kernels.compiled is not None) else None

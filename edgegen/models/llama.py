@@ -108,6 +108,11 @@ class Layer:
     w_up: QTensor                # (ffn_dim, dim)
     w_down: QTensor              # (dim, ffn_dim)
 
+    @property
+    def matrices(self) -> tuple[QTensor, ...]:
+        """The layer's weight matrices in the compiled decoder's order: q, k, v, o, gate, up, down."""
+        return (self.wq, self.wk, self.wv, self.wo, self.w_gate, self.w_up, self.w_down)
+
 
 @dataclass(frozen=True)
 class Weights:
@@ -200,7 +205,7 @@ class CompiledForward:
         mats = [(w.token_embd.data, int(w.token_embd.qtype)), (w.output.data, int(w.output.qtype))]
         vecs: list[np.ndarray | None] = [w.output_norm]
         for layer in w.layers:
-            mats += [(t.data, int(t.qtype)) for t in (layer.wq, layer.wk, layer.wv, layer.wo, layer.w_gate, layer.w_up, layer.w_down)]
+            mats += [(t.data, int(t.qtype)) for t in layer.matrices]
             vecs += [layer.attn_norm, layer.ffn_norm, layer.bq, layer.bk, layer.bv]
         self._decoder = k.compiled.make_decoder(dims, c.rms_eps, c.rope_theta, mats, vecs)
         self._options = dict(isa=k.isa, int8_act=k.int8_act)

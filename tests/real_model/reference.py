@@ -41,11 +41,6 @@ def ggml_kernels_for(info: str) -> str | None:
     return "ggml-avx512" if "AVX512 = 1" in flags else "ggml"
 
 
-def follows_ggml_kernels(info: str) -> bool:
-    """Whether a build computes as the ``ggml`` kernels (x86 AVX2, no AVX-512): the goldens' build."""
-    return ggml_kernels_for(info) == "ggml"
-
-
 def open_llama(path: str | Path, **kw: Any) -> llama_cpp.Llama:
     return _open(path, n_ctx=N_CTX, n_threads=N_THREADS, n_threads_batch=N_THREADS,
                            type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, flash_attn=False, verbose=False, **kw)
